@@ -1,0 +1,151 @@
+"""Frequencies: the frequency vectors, phase maps, similarity kernels and spectra of 2D RoPE."""
+import streamlit as st
+
+from rope_viz import cached, figures, models, views
+
+THEORY = "Theory: RoPE-Axial vs RoPE-Mixed"
+
+st.title("Frequencies")
+st.markdown(
+    "Each RoPE head owns D/2 frequency vectors **w_j = (w_x, w_y)** in radians per patch. A patch at "
+    "position **p = (x, y)** rotates feature pair j of its query and key by the angle **w_j · p**; the "
+    "attention logit between two patches then depends only on their offset. Everything below is a "
+    "function of these vectors."
+)
+
+# ------------------------------------------------------------------ source
+rope_models = [s for s in cached.get_available_models() if s.pos != "ape"]
+choice = st.selectbox(
+    "Frequencies from", [THEORY] + [s.name for s in rope_models],
+    format_func=lambda n: n if n == THEORY else next(s.display for s in rope_models if s.name == n),
+    help="Theory builds the frequencies from formulas; a model shows the ones it uses (learned, for RoPE-Mixed).",
+    key="freq_source",
+)
+
+if choice == THEORY:
+    c1, c2, c3, c4, c5 = st.columns(5)
+    head_dim = c1.number_input("head_dim (D)", value=64, step=4, key="freq_head_dim",
+                               help="Features per head; 2D RoPE needs a multiple of 4.")
+    num_heads = c2.number_input("heads", min_value=1, max_value=16, value=6, key="freq_heads")
+    theta_axial = c3.number_input("axial theta", value=100.0, step=10.0, key="freq_theta_axial",
+                                  help="f_i = 1/theta^(4i/D); naver RoPE-Axial uses 100.")
+    theta_mixed = c4.number_input("mixed init theta", value=10.0, step=1.0, key="freq_theta_mixed",
+                                  help="Magnitudes of the RoPE-Mixed initialisation; naver uses 10.")
+    seed = c5.number_input("mixed seed", min_value=0, value=5, key="freq_seed",
+                           help="Seeds the random direction of each mixed head.")
+    try:
+        pair_sets = {
+            "RoPE-Axial (theory)": cached.get_theory_freqs("axial", int(head_dim), float(theta_axial), int(num_heads), 0),
+            "RoPE-Mixed (initialisation)": cached.get_theory_freqs("mixed", int(head_dim), float(theta_mixed),
+                                                                   int(num_heads), int(seed)),
+        }
+    except ValueError as err:
+        st.error(str(err))
+        st.stop()
+    train_grid, patch_px, learned = 14, 16, None
+else:
+    spec = next(s for s in rope_models if s.name == choice)
+    try:
+        freqs = cached.get_model_freqs(spec.name)
+    except (models.ModelLoadError, ValueError) as err:
+        st.error(str(err))
+        st.stop()
+    pair_sets = views.axial_vs_mixed(spec.pos, freqs)
+    train_grid, patch_px = spec.train_res // spec.patch_size, spec.patch_size
+    learned = freqs if spec.pos.startswith("rope_mixed") else None
+
+labels = list(pair_sets)
+L, H = next(iter(pair_sets.values())).shape[:2]
+c1, c2 = st.columns(2)
+layer = c1.slider("layer", 0, L - 1, 0, key="freq_layer", disabled=L == 1) if L > 1 else 0
+head = c2.slider("head", 0, H - 1, 0, key="freq_head") if H > 1 else 0
+heads = {label: f[layer, head] for label, f in pair_sets.items()}  # (D/2, 2) each
+
+# ------------------------------------------------------------------ vectors
+st.header("1. Frequency vectors")
+log_mag = st.toggle("log magnitude (polar view)", key="freq_log")
+st.plotly_chart(figures.fig_freq_vectors(heads, log_magnitude=log_mag,
+                                         title=f"Frequency vectors, layer {layer}, head {head}"), key="freq_vectors")
+st.caption(
+    "Axial puts every vector on an axis: half of the pairs only ever see x, the other half only y. "
+    "Mixed turns them into a rotated cross, a different direction per head, and a trained model "
+    "moves them freely. Longer vectors turn faster: they resolve fine offsets but repeat sooner."
+)
+
+# ------------------------------------------------------------------ phase maps
+st.header("2. Phase maps")
+c1, c2 = st.columns(2)
+pair = c1.slider("pair j", 0, heads[labels[0]].shape[0] - 1, 0, key="freq_pair")
+grid = c2.slider("grid size (patches per side)", 2, 64, train_grid, key="freq_phase_grid",
+                 help=f"{train_grid} is the training grid ({train_grid * patch_px} px at {patch_px} px patches).")
+phases = {label: cached.get_phase_map(f, pair, grid, grid) for label, f in heads.items()}
+st.plotly_chart(figures.fig_heatmaps(phases, f"cos(w_{pair} · p) over a {grid} x {grid} grid", "cos(angle)",
+                                     zmin=-1, zmax=1, value_name="cos"), key="freq_phase")
+st.caption(
+    "Each map is one pair's rotation as a wave over the image. Axial waves are vertical or horizontal "
+    "stripes; mixed waves run diagonally. Low j turns about 1 rad per patch, high j barely moves."
+)
+
+# ------------------------------------------------------------------ kernel
+
+
+@st.fragment
+def kernel_panel():
+    st.header("3. Similarity kernel around a query patch")
+    k_grid = st.slider("grid size (patches per side)", 4, 64, max(train_grid, 16), key="freq_kernel_grid",
+                       help=f"The model trained on {train_grid} x {train_grid}; larger grids extrapolate.")
+    event = st.session_state.get("freq_kernel_chart")
+    points = event.get("selection", {}).get("points", []) if event else []
+    if points:  # a click on the chart picks the query patch
+        st.session_state["freq_qx"] = int(round(points[-1]["x"]))
+        st.session_state["freq_qy"] = int(round(points[-1]["y"]))
+    for key in ("freq_qx", "freq_qy"):
+        st.session_state[key] = min(int(st.session_state.get(key, k_grid // 2)), k_grid - 1)
+    c1, c2 = st.columns(2)
+    qx = c1.number_input("query x (column)", 0, k_grid - 1, key="freq_qx")
+    qy = c2.number_input("query y (row)", 0, k_grid - 1, key="freq_qy")
+    kernels = {label: cached.get_kernel(f, k_grid, k_grid, int(qx), int(qy)) for label, f in heads.items()}
+    st.plotly_chart(
+        figures.fig_heatmaps(kernels, f"mean_j cos(w_j · (p − p_query)), layer {layer}, head {head}",
+                             "similarity", zmin=-1, zmax=1, query_xy=(int(qx), int(qy)), clickable=True,
+                             value_name="similarity"),
+        key="freq_kernel_chart", on_select="rerun", selection_mode="points")
+    st.caption(
+        "Click a patch to move the query (×). This is the logit a query gives each patch when all its "
+        "pairs line up with the key: what position alone says. Axial's kernel is a sum of an x-only and "
+        "a y-only wave, so it stays high along the whole row and column of the query: a cross-shaped "
+        "artefact. Mixed frequencies mix x and y, so similarity falls off in every direction."
+    )
+
+
+kernel_panel()
+
+# ------------------------------------------------------------------ spectrum
+st.header("4. Spectrum")
+spectra = {label: cached.get_spectrum(f, 64) for label, f in heads.items()}
+st.plotly_chart(figures.fig_spectrum(spectra, f"Power spectrum of the kernel, layer {layer}, head {head}"),
+                key="freq_spectrum")
+st.caption(
+    "The logit between two patches is a sum of waves cos(w_j · Δp), so its 2D Fourier transform has a "
+    "peak at ±w_j and nowhere else. Axial can only express frequencies on the two axes; mixed covers "
+    "diagonal directions too, which is what lets it represent diagonal relations between patches."
+)
+
+# ------------------------------------------------------------------ across layers
+st.header("5. Across layers and heads")
+if learned is None:
+    st.info("Only learned RoPE-Mixed models have frequencies that change across layers and heads. "
+            "Axial frequencies, and the theory view, are the same in every layer.")
+else:
+    summary = views.frequency_summary(learned)
+    c1, c2 = st.columns(2)
+    c1.plotly_chart(figures.fig_layer_head_heatmap(summary["mean_magnitude"], "Mean |w| per layer and head",
+                                                   "rad/patch", value_name="mean |w|"), key="freq_mag")
+    c2.plotly_chart(figures.fig_layer_head_heatmap(summary["direction_spread"], "Spread of directions per head",
+                                                   "degrees", value_name="spread"), key="freq_spread")
+    st.plotly_chart(figures.fig_freqs_by_layer(learned, head=head), key="freq_by_layer")
+    st.caption(
+        "Left: how fast each head's rotations turn on average. Right: how widely its frequency directions "
+        "are spread (0° = all on one line). The scatter shows where training moved the vectors of the "
+        "chosen head in each layer."
+    )

@@ -1,0 +1,79 @@
+"""A real browser (Debian chromium through Playwright) drives the running app."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from conftest import SCREENSHOTS
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def page(streamlit_url):
+    from playwright.sync_api import sync_playwright
+
+    if not shutil.which(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium).")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+        yield pg
+        browser.close()
+
+
+def wait_for_app(pg, timeout=90_000):
+    pg.wait_for_selector("[data-testid='stApp']", timeout=timeout)
+    # Streamlit shows a running indicator while the script executes; wait until it is gone.
+    pg.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout)
+
+
+def assert_no_error(pg):
+    errors = pg.locator("[data-testid='stException'], [data-testid='stAlertContentError']")
+    assert errors.count() == 0, errors.first.inner_text()
+
+
+def test_home_and_navigation_titles(page, streamlit_url):
+    page.goto(streamlit_url + "/home")
+    wait_for_app(page)
+    page.wait_for_selector("[data-testid='stDataFrame']", timeout=90_000)  # the models table: the run finished
+    wait_for_app(page)
+    nav = page.locator("[data-testid='stSidebarNav']").inner_text()
+    lines = [line.strip() for line in nav.splitlines() if line.strip()]
+    # The titles from app.py's st.Page, not Streamlit's raw file-name listing ("app", "home", ...).
+    assert "Home" in lines and "Frequencies" in lines, lines
+    assert "app" not in lines and "frequencies" not in lines, lines
+    assert_no_error(page)
+    page.screenshot(path=str(SCREENSHOTS / "home.png"), full_page=True)
+
+
+def test_frequencies_renders_plots_and_click_moves_query(page, streamlit_url):
+    page.goto(streamlit_url + "/frequencies")
+    wait_for_app(page)
+    try:
+        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 4", timeout=90_000)
+    except Exception:
+        page.screenshot(path=str(SCREENSHOTS / "frequencies_failed.png"), full_page=True)
+        raise AssertionError("no plots: " + page.locator("[data-testid='stMain']").inner_text()[:1500])
+    assert_no_error(page)
+    query_x = page.get_by_label("query x (column)")
+    before = query_x.input_value()
+    # Click a patch near the top-left of the first kernel panel (the transparent scatter layer).
+    chart = page.locator(".js-plotly-plot").nth(2)
+    chart.scroll_into_view_if_needed()
+    box = chart.locator(".nsewdrag").first.bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 0.1, box["y"] + box["height"] * 0.1)
+    page.wait_for_function(
+        f"() => document.querySelector('input[aria-label=\"query x (column)\"]').value !== '{before}'",
+        timeout=30_000)
+    wait_for_app(page)
+    assert int(query_x.input_value()) < int(before)
+    assert_no_error(page)
+    page.screenshot(path=str(SCREENSHOTS / "frequencies.png"), full_page=True)
