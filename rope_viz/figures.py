@@ -115,7 +115,7 @@ def fig_spectrum(panels: dict[str, tuple[np.ndarray, np.ndarray]], title: str = 
         omega, power = (_np(x) for x in panels[label])
         db = 10 * np.log10(np.maximum(power, 1e-6))
         fig.add_trace(go.Heatmap(
-            x=omega, y=omega, z=db, zmin=-60, zmax=0, colorscale="Magma", showscale=i == len(labels),
+            x=omega, y=omega, z=db, zmin=-60, zmax=0, colorscale=SEQUENTIAL, showscale=i == len(labels),
             colorbar=dict(title="power (dB)"),
             hovertemplate="w_x=%{x:.3f} rad/patch<br>w_y=%{y:.3f} rad/patch<br>%{z:.1f} dB<extra></extra>"),
             row=1, col=i)

@@ -46,3 +46,38 @@ def streamlit_url():
     yield url
     proc.terminate()
     proc.wait(timeout=20)
+
+
+TINY = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=4)
+
+
+def write_bundled(directory: Path, pos: str, name: str | None = None, seed: int = 0):
+    """A tiny bundled model (card + safetensors) as the training script will write them."""
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+
+    from rope_viz import models
+
+    torch.manual_seed(seed)
+    arch = models.eva_architecture(pos, **TINY)
+    module = models.build_eva(arch).eval()
+    name = name or f"tiny-{pos}"
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(directory / f"{name}.safetensors"))
+    card = dict(name=name, label=f"tiny {models.pos_label(pos)}", pos=pos, train_res=32, architecture=arch,
+                class_names=["circle", "square", "triangle", "cross"], mean=[0.5] * 3, std=[0.25] * 3)
+    (directory / f"{name}.json").write_text(json.dumps(card))
+    return module
+
+
+@pytest.fixture(scope="session")
+def bundled_dir(tmp_path_factory):
+    """A models folder with one tiny bundled model per position kind."""
+    from rope_viz import models
+
+    directory = tmp_path_factory.mktemp("bundled")
+    for pos in models.POS_KINDS:
+        write_bundled(directory, pos)
+    return directory
