@@ -57,7 +57,7 @@ else:
 labels = list(pair_sets)
 L, H = next(iter(pair_sets.values())).shape[:2]
 c1, c2 = st.columns(2)
-layer = c1.slider("layer", 0, L - 1, 0, key="freq_layer", disabled=L == 1) if L > 1 else 0
+layer = c1.slider("layer", 0, L - 1, 0, key="freq_layer") if L > 1 else 0
 head = c2.slider("head", 0, H - 1, 0, key="freq_head") if H > 1 else 0
 heads = {label: f[layer, head] for label, f in pair_sets.items()}  # (D/2, 2) each
 

@@ -33,16 +33,11 @@ def load_image(raw: bytes, name: str = "upload") -> Image.Image:
                     f"the limit is {MAX_PIXELS / 1e6:.0f}."
                 )
             probe.load()
-            image = probe.copy()
-            image.info.update(probe.info)
-            exif = probe.getexif()
+            image = ImageOps.exif_transpose(probe)  # a transposed copy, upright as it was taken
     except ImageError:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise ImageError(f"{name} is not a readable image ({type(err).__name__}).") from err
-    if exif:
-        image.getexif().update(exif)
-        image = ImageOps.exif_transpose(image)
     return to_rgb(image)
 
 

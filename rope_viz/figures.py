@@ -16,11 +16,11 @@ def _np(a) -> np.ndarray:
     return a.detach().cpu().numpy() if hasattr(a, "detach") else np.asarray(a)
 
 
-def _patch_axes(fig: go.Figure, h: int, w: int, row=None, col=None) -> None:
-    """Image-like axes: x = patch column to the right, y = patch row downwards, square cells."""
-    fig.update_xaxes(title_text="x (patch column)", range=[-0.5, w - 0.5], constrain="domain", row=row, col=col)
-    fig.update_yaxes(title_text="y (patch row)", range=[h - 0.5, -0.5], scaleanchor="x" if row is None else None,
-                     constrain="domain", row=row, col=col)
+def _patch_axes(fig: go.Figure, h: int, w: int, col: int) -> None:
+    """Image-like axes for subplot `col`: x = patch column rightwards, y = patch row downwards, square cells."""
+    fig.update_xaxes(title_text="x (patch column)", range=[-0.5, w - 0.5], constrain="domain", row=1, col=col)
+    fig.update_yaxes(title_text="y (patch row)", range=[h - 0.5, -0.5], constrain="domain", row=1, col=col,
+                     scaleanchor=f"x{'' if col == 1 else col}")
 
 
 def fig_freq_vectors(panels: dict[str, np.ndarray], log_magnitude: bool = False, title: str = "") -> go.Figure:
@@ -98,8 +98,7 @@ def fig_heatmaps(panels: dict[str, np.ndarray], title: str, colorbar: str, zmin:
             fig.add_trace(go.Scatter(x=[query_xy[0]], y=[query_xy[1]], mode="markers", showlegend=False,
                                      marker=dict(symbol="x-thin", size=14, line=dict(width=3, color="black")),
                                      hovertemplate="query patch (%{x}, %{y})<extra></extra>"), row=1, col=i)
-        _patch_axes(fig, h, w, row=1, col=i)
-        fig.update_yaxes(scaleanchor=f"x{'' if i == 1 else i}", row=1, col=i)
+        _patch_axes(fig, h, w, col=i)
     fig.update_layout(title=title, height=440, clickmode="event+select", dragmode=False)
     return fig
 

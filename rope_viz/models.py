@@ -203,7 +203,8 @@ def register_local(path: str | os.PathLike, arch: str, name: str | None = None) 
     head = state.get("head.weight")
     num_classes = int(head.shape[0]) if head is not None else 1000
     names = imagenet_class_names() if num_classes == 1000 else tuple(f"class {i}" for i in range(num_classes))
-    patch = timm.create_model(base, pretrained=False, num_classes=0).patch_embed.patch_size[0]
+    proj = state.get("patch_embed.proj.weight")  # (C, 3, p, p); absent in linear-patchify layouts
+    patch = int(proj.shape[-1]) if proj is not None and proj.ndim == 4 else 16
     spec = ModelSpec(
         name=name or f"local:{path.name}", source="local", pos=pos_from_arch(base), patch_size=int(patch),
         train_res=224, num_classes=num_classes, class_names=names, arch=base, path=str(path),

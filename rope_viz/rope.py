@@ -180,9 +180,3 @@ def model_freqs(module: torch.nn.Module) -> torch.Tensor | None:
         head = torch.cat([first, second], dim=0)  # (D/2, 2)
         return head.expand(depth, num_heads, -1, -1).contiguous()
     raise ValueError(f"RoPE module {kind} is not supported; supported: RotaryEmbeddingCat, RotaryEmbeddingMixed.")
-
-
-def model_grid_offset(module: torch.nn.Module) -> float:
-    """Constant added to patch indices by the model's rope (0 for naver models); it cancels in q.k."""
-    rope = getattr(module, "rope", None)
-    return float(getattr(rope, "grid_offset", 0.0) or 0.0)
