@@ -1,14 +1,27 @@
-"""Images in: reading, validating and converting what users give, and resizing for a model.
+"""Images in: procedural scenes at any resolution, and reading, validating and converting what
+users give.
 
-Procedural scenes (render_scene, CLASS_NAMES, EVAL_SEEDS) live here too once bundled models land.
+A scene is drawn from a seed in "base pixels" (the 64 px training frame) and rendered with
+signed distance functions, so the same scene comes out anti-aliased at any resolution:
+- mode "zoom": the same 64 x 64 frame at R pixels (content grows with R: the paper's setting);
+- mode "canvas": objects keep their size in pixels and the field of view grows to R x R base
+  pixels around the frame (pure position extrapolation: more patches, same content scale).
+
+The label is (shape of the one filled object) x (side of the small dot beside it):
+CLASS_NAMES[label] = "<shape>, dot <left|right>". The shape needs local appearance, the side
+needs the relative position of two objects, which is what RoPE encodes. Hollow outlines and
+thin lines are distractors and never count.
 """
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from rope_viz.shapes import SHAPES, coverage, sdf_segment, sdf_shape
 
 MAX_PIXELS = 40_000_000  # uploads above this are refused before decoding
 
@@ -74,3 +87,164 @@ def resize_center_crop(image: Image.Image, resolution: int) -> torch.Tensor:
     image = image.crop((left, top, left + resolution, top + resolution))
     arr = np.asarray(image, dtype=np.float32) / 255.0  # (R, R, 3)
     return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+
+
+# ---------------------------------------------------------------- procedural scenes
+
+BASE_RES = 64  # scene units are pixels of the 64 px training frame
+CLASS_NAMES = [f"{shape}, dot {side}" for shape in SHAPES for side in ("left", "right")]
+TRAIN_SEEDS = range(0, 5_000_000)
+EVAL_SEEDS = range(10_000_000, 10_100_000)  # held out: disjoint from TRAIN_SEEDS
+MODES = ("zoom", "canvas")
+DOT_RADIUS = 2.5
+FIELD = (-64.0, 128.0)  # extent of the plane that canvas mode can show (up to 192 px)
+
+
+@dataclass(frozen=True)
+class Scene:
+    """The layout of one scene in base pixels; rendering is a pure function of it."""
+
+    seed: int
+    label: int
+    shape: str
+    center: tuple[float, float]
+    radius: float
+    rotation: float
+    dot: tuple[float, float]
+    colors: tuple  # (key, dot, background) RGB in [0, 1]
+    gratings: tuple  # ((kx, ky, phase, amplitude), ...) background texture, rad per base pixel
+    distractors: tuple  # (("outline", shape, (x, y), radius, rotation, rgb) | ("line", a, b, rgb), ...)
+
+    @property
+    def pair_box(self) -> tuple[float, float, float, float]:
+        """(x0, y0, x1, y1) around the labelled shape and dot."""
+        (cx, cy), (dx, dy), r = self.center, self.dot, self.radius
+        return (min(cx - r, dx - DOT_RADIUS), min(cy - r, dy - DOT_RADIUS),
+                max(cx + r, dx + DOT_RADIUS), max(cy + r, dy + DOT_RADIUS))
+
+
+def _bright(rng) -> tuple[float, float, float]:
+    import colorsys
+
+    return colorsys.hsv_to_rgb(rng.uniform(), rng.uniform(0.55, 1.0), rng.uniform(0.75, 1.0))
+
+
+def make_scene(seed: int) -> Scene:
+    """Draw a scene's layout from its seed. The label is seed % 10, so any 10 seeds are balanced."""
+    import colorsys
+
+    rng = np.random.default_rng(seed)
+    label = int(seed) % len(CLASS_NAMES)
+    shape, side = SHAPES[label // 2], label % 2  # side 0: dot left of the shape, 1: right
+    radius = rng.uniform(6.0, 10.0)
+    gap = radius + rng.uniform(4.0, 8.0)
+    dot_offset = np.array([gap if side else -gap, rng.uniform(-3.0, 3.0)])
+    # Place the pair anywhere in the frame with a 2 px border.
+    lo = np.array([radius, radius]) + np.maximum(0, -dot_offset + DOT_RADIUS - radius)
+    hi = np.array([radius, radius]) + np.maximum(0, dot_offset + DOT_RADIUS - radius)
+    center = rng.uniform(2 + lo, BASE_RES - 2 - hi)
+    dot = center + dot_offset
+    background = colorsys.hsv_to_rgb(rng.uniform(), rng.uniform(0.2, 0.7), rng.uniform(0.12, 0.4))
+    gratings = tuple(
+        (float(np.cos(a) * k), float(np.sin(a) * k), float(rng.uniform(0, 2 * np.pi)), float(rng.uniform(0.02, 0.05)))
+        for a, k in zip(rng.uniform(0, np.pi, 3), 2 * np.pi / rng.uniform(6.0, 30.0, 3))
+    )
+    box = (min(center[0] - radius, dot[0] - DOT_RADIUS) - 3, min(center[1] - radius, dot[1] - DOT_RADIUS) - 3,
+           max(center[0] + radius, dot[0] + DOT_RADIUS) + 3, max(center[1] + radius, dot[1] + DOT_RADIUS) + 3)
+    distractors = []
+    # About 2.5 distractors per 64 x 64 tile of the plane, never touching the labelled pair.
+    for _ in range(rng.poisson(2.5 * ((FIELD[1] - FIELD[0]) / BASE_RES) ** 2)):
+        p = rng.uniform(FIELD[0], FIELD[1], 2)
+        size = rng.uniform(5.0, 11.0)
+        if p[0] + size > box[0] and p[0] - size < box[2] and p[1] + size > box[1] and p[1] - size < box[3]:
+            continue
+        color = _bright(rng)
+        if rng.uniform() < 0.6:
+            distractors.append(("outline", SHAPES[rng.integers(len(SHAPES))], (float(p[0]), float(p[1])),
+                                float(size), float(rng.uniform(0, 2 * np.pi)), color))
+        else:
+            a = rng.uniform(0, np.pi)
+            half = size * np.array([np.cos(a), np.sin(a)])
+            distractors.append(("line", tuple(map(float, p - half)), tuple(map(float, p + half)), color))
+    return Scene(seed=int(seed), label=label, shape=shape, center=tuple(map(float, center)), radius=float(radius),
+                 rotation=float(rng.uniform(0, 2 * np.pi)), dot=tuple(map(float, dot)),
+                 colors=(_bright(rng), _bright(rng), background), gratings=gratings, distractors=tuple(distractors))
+
+
+def scene_window(scene: Scene, resolution: int, mode: str) -> tuple[float, float, float]:
+    """(x0, y0, base pixels per output pixel) of the rendered view.
+
+    Canvas views are centred on the frame, shifted only as far as needed to keep the labelled
+    pair in view when the canvas is smaller than the frame.
+    """
+    if mode == "zoom":
+        return 0.0, 0.0, BASE_RES / resolution
+    if mode != "canvas":
+        raise ValueError(f"Unknown scene mode {mode!r}; valid: {', '.join(MODES)}.")
+    x0, y0, x1, y1 = scene.pair_box
+    half = resolution / 2
+    origin = []
+    for lo, hi in ((x0, x1), (y0, y1)):
+        c = BASE_RES / 2
+        c = min(max(c, hi - half + 0.5), lo + half - 0.5)  # keep [lo, hi] inside [c - half, c + half]
+        origin.append(c - half)
+    return origin[0], origin[1], 1.0
+
+
+def render(scene: Scene, resolution: int, mode: str = "zoom") -> np.ndarray:
+    """Rasterise a scene. Shapes: -> (R, R, 3) float64 in [0, 1]"""
+    if not isinstance(resolution, int) or not 8 <= resolution <= 1024:
+        raise ValueError(f"Scene resolution must be an integer from 8 to 1024 px, got {resolution}.")
+    x0, y0, px = scene_window(scene, resolution, mode)
+    centers = (np.arange(resolution) + 0.5) * px
+    xs, ys = np.meshgrid(x0 + centers, y0 + centers)  # (R, R) each, row = y
+    points = np.stack([xs, ys], axis=-1)
+    key, dot_color, background = (np.asarray(c) for c in scene.colors)
+    texture = sum(amp * np.sin(kx * xs + ky * ys + ph) for kx, ky, ph, amp in scene.gratings)
+    image = np.clip(background + texture[..., None], 0, 1) * np.ones(3)
+
+    def paint(box, distance_fn, color):
+        """Blend one object, evaluating its distance only on the pixels of its box (x0, y0, x1, y1)."""
+        i0, j0 = (max(0, int(np.floor((b - o) / px)) - 1) for b, o in zip(box[:2], (x0, y0)))
+        i1, j1 = (min(resolution, int(np.ceil((b - o) / px)) + 1) for b, o in zip(box[2:], (x0, y0)))
+        if i0 >= i1 or j0 >= j1:
+            return  # outside the view
+        alpha = coverage(distance_fn(points[j0:j1, i0:i1]), px)[..., None]
+        region = image[j0:j1, i0:i1]
+        image[j0:j1, i0:i1] = region * (1 - alpha) + np.asarray(color) * alpha
+
+    for item in scene.distractors:
+        if item[0] == "outline":
+            _, kind, c, r, rot, color = item
+            paint((c[0] - r - 1, c[1] - r - 1, c[0] + r + 1, c[1] + r + 1),
+                  lambda p: np.abs(sdf_shape(p, kind, c, r, rot)) - 0.7, color)
+        else:
+            _, a, b, color = item
+            paint((min(a[0], b[0]) - 1, min(a[1], b[1]) - 1, max(a[0], b[0]) + 1, max(a[1], b[1]) + 1),
+                  lambda p: sdf_segment(p, a, b) - 0.7, color)
+    (cx, cy), r = scene.center, scene.radius
+    paint((cx - r - 1, cy - r - 1, cx + r + 1, cy + r + 1),
+          lambda p: sdf_shape(p, scene.shape, scene.center, r, scene.rotation), key)
+    (dx, dy), dr = scene.dot, DOT_RADIUS + 1
+    paint((dx - dr, dy - dr, dx + dr, dy + dr), lambda p: np.linalg.norm(p - np.asarray(scene.dot), axis=-1)
+          - DOT_RADIUS, dot_color)
+    # Sensor noise, seeded by the view so that every render of the same view is identical.
+    noise = np.random.default_rng([scene.seed, resolution, MODES.index(mode)]).normal(0, 0.015, image.shape)
+    return np.clip(image + noise, 0, 1)
+
+
+def render_scene(seed: int, resolution: int, mode: str = "zoom") -> tuple[Image.Image, int]:
+    """The scene of `seed` as an RGB image at `resolution` px, and its label (see CLASS_NAMES)."""
+    scene = make_scene(seed)
+    pixels = (render(scene, resolution, mode) * 255).round().astype(np.uint8)
+    return Image.fromarray(pixels, mode="RGB"), scene.label
+
+
+def render_batch(seeds, resolution: int, mode: str = "zoom") -> tuple[torch.Tensor, torch.Tensor]:
+    """Scenes as a uint8 batch. Shapes: -> images (B, 3, R, R) uint8, labels (B,) int64"""
+    images, labels = [], []
+    for seed in seeds:
+        image, label = render_scene(int(seed), resolution, mode)
+        images.append(torch.from_numpy(np.asarray(image)).permute(2, 0, 1))
+        labels.append(label)
+    return torch.stack(images), torch.tensor(labels, dtype=torch.int64)
