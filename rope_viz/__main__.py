@@ -1,4 +1,4 @@
-"""Command line: python -m rope_viz {info,download} (train, eval and sweep arrive with their issues)."""
+"""Command line: python -m rope_viz {info,download,train} (eval and sweep arrive with their issues)."""
 from __future__ import annotations
 
 import argparse
@@ -32,6 +32,21 @@ def cmd_download(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    """Train one bundled model with the shared recipe (see rope_viz.train.TrainConfig)."""
+    from rope_viz import train
+
+    overrides = {k: v for k, v in vars(args).items()
+                 if k in train.TrainConfig.__dataclass_fields__ and v is not None}
+    config = train.TrainConfig(**overrides)
+    try:
+        path = train.train(config, args.out, device=args.device, resume=args.resume)
+    except KeyboardInterrupt:
+        return 130
+    print(f"wrote {path} and {path.with_suffix('.json')}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rope_viz", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -39,6 +54,17 @@ def main(argv: list[str] | None = None) -> int:
     download = sub.add_parser("download", help="download hub weights into the Hugging Face cache")
     download.add_argument("names", nargs="+", metavar="NAME", help="hub model names (see `info`)")
     download.set_defaults(func=cmd_download)
+    train_p = sub.add_parser("train", help="train a bundled model on procedural scenes")
+    train_p.add_argument("--pos", required=True, choices=models.POS_KINDS)
+    train_p.add_argument("--seed", type=int)
+    train_p.add_argument("--epochs", type=int)
+    train_p.add_argument("--train-scenes", dest="train_scenes", type=int)
+    train_p.add_argument("--batch-size", dest="batch_size", type=int)
+    train_p.add_argument("--lr", type=float)
+    train_p.add_argument("--out", default=str(models.BUNDLED_DIR), help="output folder (default: assets/models)")
+    train_p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when present)")
+    train_p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    train_p.set_defaults(func=cmd_train)
     args = parser.parse_args(argv)
     return args.func(args)
 

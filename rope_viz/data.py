@@ -245,6 +245,6 @@ def render_batch(seeds, resolution: int, mode: str = "zoom") -> tuple[torch.Tens
     images, labels = [], []
     for seed in seeds:
         image, label = render_scene(int(seed), resolution, mode)
-        images.append(torch.from_numpy(np.asarray(image)).permute(2, 0, 1))
+        images.append(torch.from_numpy(np.array(image)).permute(2, 0, 1))  # a writable copy
         labels.append(label)
     return torch.stack(images), torch.tensor(labels, dtype=torch.int64)
