@@ -18,7 +18,8 @@ rope_models = [s for s in cached.get_available_models() if s.pos != "ape"]
 choice = st.selectbox(
     "Frequencies from", [THEORY] + [s.name for s in rope_models],
     format_func=lambda n: n if n == THEORY else next(s.display for s in rope_models if s.name == n),
-    help="Theory builds the frequencies from formulas; a model shows the ones it uses (learned, for RoPE-Mixed).",
+    help="Theory builds the frequencies from formulas; a model shows the ones it uses (learned, for RoPE-Mixed). "
+         "APE-only models have no rotary frequencies, so they are not listed here.",
     key="freq_source",
 )
 
