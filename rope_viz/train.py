@@ -65,10 +65,12 @@ def cached_scenes(seeds: range, resolution: int, mode: str = "zoom", cache_dir: 
     if path.exists():
         blob = torch.load(path, weights_only=True)
         return blob["images"], blob["labels"]
+    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     chunks = [range(s, min(s + 2000, seeds.stop)) for s in range(seeds.start, seeds.stop, 2000)]
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    # "spawn", not fork: forking after torch has started its thread pool can deadlock the workers.
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         parts = list(pool.map(data.render_batch, chunks, [resolution] * len(chunks), [mode] * len(chunks)))
     images, labels = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
     cache_dir.mkdir(parents=True, exist_ok=True)
