@@ -14,6 +14,7 @@ thin lines are distractors and never count.
 """
 from __future__ import annotations
 
+import colorsys
 import io
 from dataclasses import dataclass
 
@@ -118,21 +119,21 @@ class Scene:
     @property
     def pair_box(self) -> tuple[float, float, float, float]:
         """(x0, y0, x1, y1) around the labelled shape and dot."""
-        (cx, cy), (dx, dy), r = self.center, self.dot, self.radius
-        return (min(cx - r, dx - DOT_RADIUS), min(cy - r, dy - DOT_RADIUS),
-                max(cx + r, dx + DOT_RADIUS), max(cy + r, dy + DOT_RADIUS))
+        return _pair_box(self.center, self.radius, self.dot)
+
+
+def _pair_box(center, radius: float, dot, margin: float = 0.0) -> tuple[float, float, float, float]:
+    (cx, cy), (dx, dy) = center, dot
+    return (min(cx - radius, dx - DOT_RADIUS) - margin, min(cy - radius, dy - DOT_RADIUS) - margin,
+            max(cx + radius, dx + DOT_RADIUS) + margin, max(cy + radius, dy + DOT_RADIUS) + margin)
 
 
 def _bright(rng) -> tuple[float, float, float]:
-    import colorsys
-
     return colorsys.hsv_to_rgb(rng.uniform(), rng.uniform(0.55, 1.0), rng.uniform(0.75, 1.0))
 
 
 def make_scene(seed: int) -> Scene:
     """Draw a scene's layout from its seed. The label is seed % 10, so any 10 seeds are balanced."""
-    import colorsys
-
     rng = np.random.default_rng(seed)
     label = int(seed) % len(CLASS_NAMES)
     shape, side = SHAPES[label // 2], label % 2  # side 0: dot left of the shape, 1: right
@@ -149,8 +150,7 @@ def make_scene(seed: int) -> Scene:
         (float(np.cos(a) * k), float(np.sin(a) * k), float(rng.uniform(0, 2 * np.pi)), float(rng.uniform(0.02, 0.05)))
         for a, k in zip(rng.uniform(0, np.pi, 3), 2 * np.pi / rng.uniform(6.0, 30.0, 3))
     )
-    box = (min(center[0] - radius, dot[0] - DOT_RADIUS) - 3, min(center[1] - radius, dot[1] - DOT_RADIUS) - 3,
-           max(center[0] + radius, dot[0] + DOT_RADIUS) + 3, max(center[1] + radius, dot[1] + DOT_RADIUS) + 3)
+    box = _pair_box(center, radius, dot, margin=3)
     distractors = []
     # About 2.5 distractors per 64 x 64 tile of the plane, never touching the labelled pair.
     for _ in range(rng.poisson(2.5 * ((FIELD[1] - FIELD[0]) / BASE_RES) ** 2)):

@@ -13,7 +13,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -112,7 +111,6 @@ def train(config: TrainConfig, out_dir: Path, device: str | None = None, resume:
 
     device = device or models.default_device()
     torch.manual_seed(config.seed)
-    np.random.seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
     seeds = range(data.TRAIN_SEEDS.start, data.TRAIN_SEEDS.start + config.train_scenes)
     images, labels = cached_scenes(seeds, config.resolution, cache_dir=cache_dir)
