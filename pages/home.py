@@ -18,6 +18,18 @@ far better when a 224 px model sees larger images.
 - **Frequencies**: the frequency vectors w_j of every head, the phase maps cos(w_j · p), the
   similarity kernel around a patch you pick (axial's cross-shaped artefact vs mixed's diagonal
   reach), their 2D spectra, and how learned frequencies change across layers and heads.
+- **Attention**: two models side by side on one image at any resolution; click a patch to see
+  its exact attention in one head, every head, the head mean, the CLS token's attention or the
+  rollout, plus mean attention distance and entropy per layer and head, and each model's top-5.
+- **Resolution**: accuracy against input size for several models at once (held-out scenes in
+  zoom or canvas mode, or your image folder), RoPE positions extrapolated or interpolated, the
+  paper's reported numbers beside hub models, attention statistics against size, CSV and JSON.
+- **Attribution**: Integrated Gradients, saliency, SmoothGrad, occlusion, Grad-CAM and rollout
+  for one or two models, with a sanity check against randomly initialised weights.
+
+The five **bundled** models are small ViTs trained here on procedural scenes, one per position
+kind of the paper (APE, RoPE-Axial, RoPE-Mixed, RoPE-Axial + APE, RoPE-Mixed + APE); every page
+starts with them, offline and fast on a CPU.
 """
 )
 

@@ -1,8 +1,9 @@
-"""Command line: python -m rope_viz {info,download,train} (eval and sweep arrive with their issues)."""
+"""Command line: python -m rope_viz {info,download,train,eval,sweep}."""
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from rope_viz import models
 
@@ -47,6 +48,64 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _progress_bar(total: int, desc: str):
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit="cell")
+
+    def update(done: int, total: int, row: dict) -> None:
+        bar.set_postfix_str(f"{row['model']} {row['resolution']} px {row['mode']}: top-1 {row['top1']:.1f}%")
+        bar.update(done - bar.n)
+    return bar, update
+
+
+def cmd_eval(args) -> int:
+    """Top-1 of one model on held-out scenes at every card resolution, in both modes; --write puts it in the card."""
+    from rope_viz import cards
+
+    try:
+        spec = models.get_spec(args.model)
+        bar, update = _progress_bar(len(args.resolutions) * len(cards.CARD_MODES), f"eval {spec.name}")
+        with bar:
+            table = cards.evaluate_for_card(spec.name, args.resolutions, args.limit, args.device, update)
+    except (models.ModelLoadError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(cards.format_table(table))
+    if args.write:
+        if spec.source != "bundled":
+            print(f"error: only bundled models have cards; {spec.name} is {spec.source}.", file=sys.stderr)
+            return 1
+        cards.write_card_eval(spec, table)
+        print(f"wrote the table into {spec.path.replace('.safetensors', '.json')}")
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    """Accuracy per model x resolution; writes a CSV (and prints it)."""
+    from rope_viz import sweep
+
+    try:
+        bar, update = _progress_bar(len(args.models) * len(args.resolutions), "sweep")
+        with bar:
+            rows = sweep.accuracy_sweep(args.models, args.resolutions, dataset=args.data, limit=args.limit,
+                                        device=args.device, position=args.position,
+                                        batch_size=args.batch_size, progress=update)
+    except (models.ModelLoadError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    for row in rows:
+        if row["requested"] != row["resolution"]:
+            print(f"note: {row['requested']} px is not a multiple of {row['model']}'s patch size; "
+                  f"evaluated at {row['resolution']} px.", file=sys.stderr)
+    text = sweep.rows_to_csv(rows)
+    if args.out:
+        Path(args.out).write_text(text)
+        print(f"wrote {len(rows)} rows to {args.out}")
+    print(text, end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rope_viz", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -65,6 +124,24 @@ def main(argv: list[str] | None = None) -> int:
     train_p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when present)")
     train_p.add_argument("--resume", action="store_true", help="continue an interrupted run")
     train_p.set_defaults(func=cmd_train)
+    eval_p = sub.add_parser("eval", help="a bundled model's top-1 on held-out scenes (the model card's table)")
+    eval_p.add_argument("--model", required=True, help="model name (see `info`)")
+    eval_p.add_argument("--resolutions", type=int, nargs="+", default=[32, 48, 64, 96, 128, 192])
+    eval_p.add_argument("--limit", type=int, default=2000, help="held-out scenes per cell (default 2000)")
+    eval_p.add_argument("--device", default=None)
+    eval_p.add_argument("--write", action="store_true", help="store the table in the model card")
+    eval_p.set_defaults(func=cmd_eval)
+    sweep_p = sub.add_parser("sweep", help="accuracy per model and resolution, as CSV")
+    sweep_p.add_argument("--models", nargs="+", required=True, metavar="NAME")
+    sweep_p.add_argument("--resolutions", type=int, nargs="+", required=True, metavar="PX")
+    sweep_p.add_argument("--data", default="shapes", help="shapes | shapes:canvas | PATH to an ImageFolder")
+    sweep_p.add_argument("--limit", type=int, default=2000, help="images per cell (default 2000)")
+    sweep_p.add_argument("--position", default="extrapolate", choices=("extrapolate", "interpolate"),
+                         help="RoPE positions beyond the training grid (APE is always resampled)")
+    sweep_p.add_argument("--batch-size", dest="batch_size", type=int, default=128)
+    sweep_p.add_argument("--device", default=None)
+    sweep_p.add_argument("--out", default=None, help="CSV file to write")
+    sweep_p.set_defaults(func=cmd_sweep)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -85,3 +85,115 @@ def get_phase_map(freqs_head: np.ndarray, pair: int, h: int, w: int) -> np.ndarr
     """cos(w_j . p) over an h x w grid for pair j. Shapes: -> (h, w)"""
     f = torch.from_numpy(freqs_head)[pair:pair + 1]  # (1, 2)
     return torch.cos(rope.angles(f, rope.grid_positions(h, w)))[:, 0].reshape(h, w).numpy()
+
+
+# ---------------------------------------------------------------- attention
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def get_input_image(source: str, value: str, resolution: int, raw: bytes | None = None) -> np.ndarray:
+    """The image a model sees, as uint8 (R, R, 3): a scene rendered at R ("scene", "seed:mode"),
+    or a file resized and centre-cropped ("sample" path, "upload" name + raw bytes). Raises ImageError."""
+    from rope_viz import data
+
+    if source == "scene":
+        seed, mode = value.split(":")
+        image, _ = data.render_scene(int(seed), resolution, mode)
+    elif source == "sample":
+        image = data.load_image(open(value, "rb").read(), value.rsplit("/", 1)[-1])
+    else:
+        image = data.load_image(raw or b"", value)
+    pixels = data.resize_center_crop(image, resolution)  # (3, R, R) in [0, 1]; identity for a scene at R
+    return (pixels.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+@st.cache_resource(show_spinner="Running the model and keeping q and k…", max_entries=8)
+def get_capture(name: str, device: str, pixels_key: str, _pixels: np.ndarray):
+    """(QK, logits (C,)) for one model and image: one forward, shared read-only by every session."""
+    from rope_viz import capture
+
+    loaded = get_model(name, device)
+    x = torch.from_numpy(_pixels).permute(2, 0, 1).float().div(255)  # (3, R, R)
+    mean = torch.tensor(loaded.spec.mean).view(3, 1, 1)
+    std = torch.tensor(loaded.spec.std).view(3, 1, 1)
+    x = ((x - mean) / std).unsqueeze(0).to(device)
+    qk = capture.capture_qk(loaded, x)
+    with torch.inference_mode():
+        logits = loaded.module(x)[0].float().cpu()
+    return capture.QK(q=qk.q.cpu(), k=qk.k.cpu(), grid=qk.grid, num_prefix_tokens=qk.num_prefix_tokens,
+                      scale=qk.scale), logits
+
+
+def pixels_key(pixels: np.ndarray) -> str:
+    import hashlib
+
+    return f"{pixels.shape}:{hashlib.sha1(pixels.tobytes()).hexdigest()}"
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def get_attention_panels(name: str, device: str, key: str, _pixels: np.ndarray, view: str, layer: int, head: int,
+                         qx: int, qy: int, fusion: str) -> dict[str, np.ndarray]:
+    from rope_viz import views
+
+    qk, _ = get_capture(name, device, key, _pixels)
+    return views.attention_panels(qk, view, layer, head, (qx, qy), fusion)
+
+
+@st.cache_data(show_spinner="Computing attention distance and entropy…", max_entries=32)
+def get_attention_stats(name: str, device: str, key: str, _pixels: np.ndarray) -> dict[str, np.ndarray]:
+    """Mean attention distance (patches) and entropy (nats) per layer and head. Shapes: (L, H) each"""
+    from rope_viz import capture
+
+    qk, _ = get_capture(name, device, key, _pixels)
+    return {"distance": capture.mean_attention_distance(qk)[0].numpy(),
+            "entropy": capture.attention_entropy(qk)[0].numpy()}
+
+
+# ---------------------------------------------------------------- sweeps
+
+@st.cache_resource
+def get_sweep_cells() -> dict:
+    """Finished sweep cells for this process, keyed by sweep.cell_key: shared, so a revisit is instant."""
+    return {}
+
+
+@st.cache_resource
+def get_attention_results() -> dict:
+    """Finished attention-statistics sweeps, keyed by (models, resolutions, dataset, images)."""
+    return {}
+
+
+def load_shared(name: str, device: str) -> models.LoadedModel:
+    """The shared cached model (sweeps never change it: interpolation works on a private copy)."""
+    return get_model(name, device)
+
+
+# ---------------------------------------------------------------- attribution
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def get_random_model(name: str, device: str):
+    """The same architecture with random weights (model-randomisation sanity check), as a LoadedModel."""
+    from rope_viz import attribution
+
+    loaded = get_model(name, device)
+    return models.LoadedModel(module=attribution.randomized_copy(loaded), spec=loaded.spec, device=device)
+
+
+@st.cache_data(show_spinner="Computing the attribution…", max_entries=64)
+def get_attribution(name: str, device: str, key: str, _pixels: np.ndarray, method: str, target: int | None,
+                    steps: int, block: int, randomized: bool) -> dict:
+    """{map (h, w) numpy, target, predicted, probability, delta} for one model and image."""
+    from rope_viz import attribution
+
+    loaded = get_random_model(name, device) if randomized else get_model(name, device)
+    x = torch.from_numpy(_pixels).permute(2, 0, 1).float().div(255)
+    x = ((x - torch.tensor(loaded.spec.mean).view(3, 1, 1)) / torch.tensor(loaded.spec.std).view(3, 1, 1))
+    x = x.unsqueeze(0).to(device)
+    options = {"steps": steps, "mean": loaded.spec.mean, "std": loaded.spec.std}
+    if block >= 0:
+        options["block"] = min(block, len(loaded.module.blocks) - 1)
+    result = attribution.attribute(loaded, x, method, target=target, **options)
+    with torch.no_grad():
+        probs = loaded.module(x)[0].float().softmax(-1)
+    return {"map": result.map[0].detach().float().cpu().numpy(), "target": int(result.target[0]),
+            "predicted": int(probs.argmax()), "probability": float(probs.max()),
+            "delta": None if result.delta is None else round(float(result.delta[0]), 5)}

@@ -297,15 +297,16 @@ def build_eva(architecture: dict) -> torch.nn.Module:
 
 
 def eva_architecture(pos: str, *, img_size: int, patch_size: int, embed_dim: int, depth: int,
-                     num_heads: int, num_classes: int, mlp_ratio: float = 4.0) -> dict:
+                     num_heads: int, num_classes: int, mlp_ratio: float = 4.0,
+                     init_values: float | None = 1e-5, global_pool: str = "token") -> dict:
     """Eva keyword arguments for the paper's five variants, mirroring timm's naver definitions."""
     if pos not in POS_KINDS:
         raise ValueError(f"Unknown position kind {pos!r}; valid: {', '.join(POS_KINDS)}.")
     rope = pos != "ape"
     arch = dict(
         img_size=img_size, patch_size=patch_size, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
-        num_classes=num_classes, mlp_ratio=mlp_ratio, qkv_bias=True, init_values=1e-5, class_token=True,
-        global_pool="token", no_embed_class=True, use_abs_pos_emb=pos.endswith("ape"), use_rot_pos_emb=rope,
+        num_classes=num_classes, mlp_ratio=mlp_ratio, qkv_bias=True, init_values=init_values, class_token=True,
+        global_pool=global_pool, no_embed_class=True, use_abs_pos_emb=pos.endswith("ape"), use_rot_pos_emb=rope,
     )
     if rope:
         mixed = pos.startswith("rope_mixed")

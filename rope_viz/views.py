@@ -36,3 +36,49 @@ def frequency_summary(freqs: np.ndarray) -> dict[str, np.ndarray]:
     resultant = np.abs(np.mean(np.exp(1j * doubled), axis=-1))  # (L, H) in [0, 1]
     spread = np.degrees(np.sqrt(-2 * np.log(np.clip(resultant, 1e-12, 1.0))) / 2)
     return {"mean_magnitude": mag.mean(-1), "direction_spread": spread}
+
+
+# ---------------------------------------------------------------- attention
+
+ATTENTION_VIEWS = {
+    "query": "Query patch: one head",
+    "heads": "Query patch: every head of the layer",
+    "mean": "Query patch: mean over heads",
+    "cls": "CLS token: one head",
+    "rollout": "Rollout (CLS, all layers)",
+}
+
+
+def attention_panels(qk, view: str, layer: int, head: int, query_xy: tuple[int, int],
+                     fusion: str = "mean") -> dict[str, np.ndarray]:
+    """The maps an attention view draws, each folded onto the patch grid.
+
+    Models without a CLS token show the query patch's row for "cls" and "rollout".
+    Shapes: -> {panel label: (gh, gw)} for the first image of the batch
+    """
+    from rope_viz import capture
+
+    if view not in ATTENTION_VIEWS:
+        raise ValueError(f"Unknown attention view {view!r}; valid: {', '.join(ATTENTION_VIEWS)}.")
+    query = capture.patch_token(qk, *query_xy)
+    source = 0 if qk.num_prefix_tokens and view in ("cls", "rollout") else query
+    if view == "rollout":
+        row = capture.rollout(qk, fusion)[0, source]  # (N,)
+        return {f"rollout ({fusion} over heads)": capture.to_grid(qk, row).numpy()}
+    rows = capture.attention_rows(qk, source)[0, layer]  # (H, N)
+    grids = capture.to_grid(qk, rows).numpy()  # (H, gh, gw)
+    if view == "heads":
+        return {f"head {h}": grids[h] for h in range(len(grids))}
+    if view == "mean":
+        return {"mean over heads": grids.mean(0)}
+    return {f"head {head}": grids[head]}
+
+
+def top_k(logits, class_names, k: int = 5) -> list[dict]:
+    """The k most probable classes. Shapes: logits (C,) -> [{rank, class, probability %}]"""
+    import torch
+
+    probs = torch.as_tensor(logits).float().softmax(-1)
+    values, indices = probs.topk(min(k, probs.numel()))
+    return [{"rank": r + 1, "class": class_names[i], "probability %": round(100 * float(v), 2)}
+            for r, (v, i) in enumerate(zip(values.tolist(), indices.tolist()))]

@@ -48,10 +48,10 @@ def streamlit_url():
     proc.wait(timeout=20)
 
 
-TINY = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=4)
+TINY = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=10)
 
 
-def write_bundled(directory: Path, pos: str, name: str | None = None, seed: int = 0):
+def write_bundled(directory: Path, pos: str, name: str | None = None, seed: int = 0, class_names=None):
     """A tiny bundled model (card + safetensors) as the training script will write them."""
     import json
 
@@ -61,13 +61,16 @@ def write_bundled(directory: Path, pos: str, name: str | None = None, seed: int 
     from rope_viz import models
 
     torch.manual_seed(seed)
-    arch = models.eva_architecture(pos, **TINY)
+    from rope_viz import data
+
+    class_names = list(class_names or data.CLASS_NAMES)  # the scenes' classes, so sweeps can run on them
+    arch = models.eva_architecture(pos, **{**TINY, "num_classes": len(class_names)})
     module = models.build_eva(arch).eval()
     name = name or f"tiny-{pos}"
     directory.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(directory / f"{name}.safetensors"))
     card = dict(name=name, label=f"tiny {models.pos_label(pos)}", pos=pos, train_res=32, architecture=arch,
-                class_names=["circle", "square", "triangle", "cross"], mean=[0.5] * 3, std=[0.25] * 3)
+                class_names=class_names, mean=[0.5] * 3, std=[0.25] * 3)
     (directory / f"{name}.json").write_text(json.dumps(card))
     return module
 

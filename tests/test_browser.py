@@ -77,3 +77,57 @@ def test_frequencies_renders_plots_and_click_moves_query(page, streamlit_url):
     assert int(query_x.input_value()) < int(before)
     assert_no_error(page)
     page.screenshot(path=str(SCREENSHOTS / "frequencies.png"), full_page=True)
+
+
+def heatmap_z(page, chart_index: int) -> str:
+    """The first heatmap's values of a Plotly chart, as JSON (to see that a map changed)."""
+    return page.evaluate(
+        f"() => JSON.stringify(document.querySelectorAll('.js-plotly-plot')[{chart_index}]"
+        ".data.find(t => t.type === 'heatmap').z)")
+
+
+def test_attention_click_moves_query_and_changes_maps(page, streamlit_url):
+    page.goto(streamlit_url + "/attention")
+    wait_for_app(page)
+    try:
+        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 4", timeout=120_000)
+    except Exception:
+        page.screenshot(path=str(SCREENSHOTS / "attention_failed.png"), full_page=True)
+        raise AssertionError("no plots: " + page.locator("[data-testid='stMain']").inner_text()[:1500])
+    wait_for_app(page)
+    assert_no_error(page)
+    query_x = page.get_by_label("query x (patch column)")
+    before_x, before_maps = query_x.input_value(), heatmap_z(page, 0)
+    chart = page.locator(".js-plotly-plot").first
+    chart.scroll_into_view_if_needed()
+    box = chart.locator(".nsewdrag").first.bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 0.08, box["y"] + box["height"] * 0.08)  # a top-left patch
+    page.wait_for_function(
+        f"() => document.querySelector('input[aria-label=\"query x (patch column)\"]').value !== '{before_x}'",
+        timeout=60_000)
+    wait_for_app(page)
+    page.wait_for_function(f"() => JSON.stringify(document.querySelectorAll('.js-plotly-plot')[0]"
+                           f".data.find(t => t.type === 'heatmap').z) !== {before_maps!r}", timeout=60_000)
+    assert int(query_x.input_value()) < int(before_x)
+    assert_no_error(page)
+    page.screenshot(path=str(SCREENSHOTS / "attention.png"), full_page=True)
+
+
+def test_resolution_small_sweep_and_csv_download(page, streamlit_url, tmp_path):
+    page.goto(streamlit_url + "/resolution")
+    wait_for_app(page)
+    page.get_by_label("images per cell (N)").fill("16")
+    page.get_by_label("images per cell (N)").press("Enter")
+    wait_for_app(page)
+    page.get_by_role("button", name="Run sweep").click()
+    page.wait_for_selector("[data-testid='stDownloadButton']", timeout=300_000)
+    wait_for_app(page)
+    assert_no_error(page)
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download CSV").click()
+    path = tmp_path / "sweep.csv"
+    download.value.save_as(path)
+    lines = path.read_text().splitlines()
+    assert lines[0].startswith("model,resolution,requested,mode,position,top1,top5,n")
+    assert len(lines) == 1 + 5 * 6 and all(line.split(",")[7] == "16" for line in lines[1:])
+    page.screenshot(path=str(SCREENSHOTS / "resolution.png"), full_page=True)

@@ -78,3 +78,101 @@ def test_frequencies_model_mode(model):
     assert not at.exception
     charts = len(at.get("plotly_chart"))
     assert charts == (7 if model == "tiny-rope_mixed" else 4)  # learned mixed adds the across-layers views
+
+
+def test_attention_every_control():
+    at = run_page("pages/attention.py")
+    assert not at.error, [e.value for e in at.error]
+    assert at.selectbox(key="att_model_a").value == "tiny-ape"
+    assert at.selectbox(key="att_model_b").value == "tiny-rope_mixed"
+    assert len(at.get("plotly_chart")) == 4  # one map per model, distance, entropy
+    for view in ("heads", "mean", "cls", "rollout", "query"):
+        at.selectbox(key="att_view").set_value(view).run()
+        assert not at.exception and not at.error, (view, at.exception)
+    for key, value in [("att_layer", 0), ("att_head", 1), ("att_opacity", 0.2), ("att_qx", 3), ("att_qy", 0)]:
+        next(w for w in [*at.slider, *at.number_input] if w.key == key).set_value(value).run()
+        assert not at.exception and not at.error, key
+    at.selectbox(key="att_fusion").set_value("max").run()
+    at.selectbox(key="att_model_b").set_value("tiny-rope_axial_ape").run()
+    at.selectbox(key="att_model_a").set_value("tiny-rope_mixed_ape").run()
+    at.number_input(key="att_res").set_value(64).run()  # twice the training grid
+    assert not at.exception and not at.error
+    at.radio(key="att_source").set_value("scene by seed").run()
+    at.number_input(key="att_seed").set_value(10_000_123).run()
+    at.selectbox(key="att_mode").set_value("canvas").run()
+    assert not at.exception and not at.error and len(at.get("plotly_chart")) == 4
+    at.selectbox(key="att_model_b").set_value("(none)").run()
+    assert not at.exception and len(at.get("plotly_chart")) == 3
+
+
+def test_attention_bad_resolution_is_one_sentence():
+    at = run_page("pages/attention.py")
+    at.number_input(key="att_res").set_value(36).run()
+    assert not at.exception
+    assert "not a multiple of the patch size (8 px)" in at.error[0].value
+
+
+@pytest.fixture
+def scene_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("ROPE_VIZ_CACHE", str(tmp_path / "cache"))
+    from rope_viz import cached
+
+    cached.get_sweep_cells().clear()
+    cached.get_attention_results().clear()
+
+
+def test_resolution_sweep_every_control(scene_cache):
+    at = run_page("pages/resolution.py")
+    assert not at.error and at.multiselect(key="res_models").value[:2] == ["tiny-ape", "tiny-rope_axial"]
+    at.multiselect(key="res_models").set_value(["tiny-ape", "tiny-rope_mixed"]).run()
+    at.multiselect(key="res_list").set_value([32, 40, 64]).run()
+    at.number_input(key="res_limit").set_value(20).run()
+    at.button(key="res_run").click().run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    table = at.dataframe[0].value
+    assert len(table) == 6 and set(table["n"]) == {20} and set(table["resolution"]) == {32, 40, 64}
+    assert len(at.get("plotly_chart")) == 1
+    for view in ("change from the training resolution (points)", "top-5 (%)"):
+        at.radio(key="res_view").set_value(view).run()
+        assert not at.exception
+    at.radio(key="res_position").set_value("interpolate").run()
+    at.selectbox(key="res_data").set_value("shapes:canvas").run()
+    assert not at.exception and "Run sweep (6 of 6" in at.button(key="res_run").label
+    at.button(key="res_run").click().run()
+    assert not at.exception and set(at.dataframe[0].value["mode"]) == {"canvas"}
+    at.number_input(key="res_att_n").set_value(2).run()
+    at.button(key="res_att_run").click().run()
+    assert not at.exception and not at.error and len(at.get("plotly_chart")) == 3
+
+
+def test_resolution_bad_folder_is_one_sentence(scene_cache, tmp_path):
+    at = run_page("pages/resolution.py")
+    at.selectbox(key="res_data").set_value("image folder").run()
+    at.text_input(key="res_folder").input(str(tmp_path / "nowhere")).run()
+    at.button(key="res_run").click().run()
+    assert not at.exception
+    assert "neither 'shapes'" in at.error[0].value
+
+
+def test_attribution_every_control():
+    at = run_page("pages/attribution.py")
+    assert not at.error, [e.value for e in at.error]
+    assert len(at.get("plotly_chart")) == 1 and len(at.dataframe[0].value) == 2
+    for method in ("saliency", "smoothgrad", "occlusion", "gradcam", "rollout", "ig"):
+        at.selectbox(key="attr_method").set_value(method).run()
+        assert not at.exception and not at.error, (method, at.exception)
+    at.radio(key="attr_display").set_value("signed").run()
+    at.slider(key="attr_opacity").set_value(0.3).run()
+    at.number_input(key="attr_steps").set_value(8).run()
+    at.selectbox(key="attr_target").set_value("star, dot right").run()
+    assert not at.exception and not at.error
+    assert set(at.dataframe[0].value["target"]) == {"star, dot right"}
+    at.toggle(key="attr_sanity").set_value(True).run()
+    assert not at.exception and len(at.dataframe[0].value) == 4  # each model and its random copy
+    at.selectbox(key="attr_method").set_value("gradcam").run()
+    at.slider(key="attr_block").set_value(0).run()
+    at.number_input(key="attr_res").set_value(48).run()
+    at.radio(key="attr_source").set_value("scene by seed").run()
+    at.selectbox(key="attr_mode").set_value("canvas").run()
+    at.selectbox(key="attr_model_b").set_value("(none)").run()
+    assert not at.exception and not at.error and len(at.dataframe[0].value) == 2

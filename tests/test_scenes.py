@@ -23,7 +23,7 @@ def test_same_seed_same_pixels():
     assert digest == FINGERPRINT
 
 
-FINGERPRINT = "530ca04df296a7c0dc682802b80871c638f1d262e298a62dac9a9b057f0c149a"
+FINGERPRINT = "c5599a4a0f42a6c6672716c0b78f5e8b85104234cee85b141cd1c52fb61eebff"
 
 
 @pytest.mark.parametrize("seed", [3, 16, 10_000_001, 10_000_042])
@@ -43,7 +43,7 @@ def test_class_balance_and_disjoint_seeds():
     assert data.TRAIN_SEEDS.stop <= data.EVAL_SEEDS.start
 
 
-# Looked at by eye (128 px zoom renders of seeds 0-19): the filled shape and the dot's side.
+# Looked at by eye (zoom renders, re-checked after the shapes grew): the filled shape and the dot's side.
 HAND_CHECKED = {0: "circle, dot left", 1: "circle, dot right", 2: "square, dot left", 3: "square, dot right",
                 4: "triangle, dot left", 5: "triangle, dot right", 6: "cross, dot left", 7: "cross, dot right",
                 8: "star, dot left", 9: "star, dot right", 10: "circle, dot left", 13: "square, dot right",
@@ -61,21 +61,25 @@ def test_label_geometry_on_many_scenes():
         side = "right" if scene.dot[0] > scene.center[0] else "left"
         assert data.CLASS_NAMES[scene.label] == f"{scene.shape}, dot {side}"
         gap = abs(scene.dot[0] - scene.center[0])
-        assert gap >= scene.radius + 4 - 1e-9  # the dot never touches the shape
+        assert gap >= scene.radius + data.GAP[0] - 1e-9  # the dot never touches the shape
         x0, y0, x1, y1 = scene.pair_box
         assert 0 <= x0 and 0 <= y0 and x1 <= data.BASE_RES and y1 <= data.BASE_RES
-        assert x1 - x0 <= 31  # fits the 32 px canvas
+        assert x1 - x0 <= 47 and y1 - y0 <= 47  # fits the 48 px canvas
 
 
 def test_canvas_keeps_object_size_and_pair_in_view():
     seed = 10_000_005
     scene = data.make_scene(seed)
-    for res in (32, 48, 64, 96, 192):
+    for res in (48, 64, 96, 192):
         x0, y0, px = data.scene_window(scene, res, "canvas")
         assert px == 1.0
         bx0, by0, bx1, by1 = scene.pair_box
         assert x0 <= bx0 and y0 <= by0 and bx1 <= x0 + res and by1 <= y0 + res
     assert data.scene_window(scene, 128, "zoom") == (0.0, 0.0, 0.5)
+    # At 32 px a large pair does not fit: the view is centred on the pair, cut on both sides.
+    wide = next(s for s in map(data.make_scene, range(10_000_000, 10_000_100)) if s.pair_box[2] - s.pair_box[0] > 32)
+    x0, _, _ = data.scene_window(wide, 32, "canvas")
+    assert abs(x0 + 16 - (wide.pair_box[0] + wide.pair_box[2]) / 2) < 1e-9
 
 
 def test_bad_arguments():

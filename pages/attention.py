@@ -1,0 +1,175 @@
+"""Attention: exact attention of any query patch, every head, CLS, rollout, distance and entropy."""
+from pathlib import Path
+
+import streamlit as st
+
+from rope_viz import cached, capture, data, figures, models, views
+
+NONE = "(none)"
+SAMPLES = sorted((models.ASSETS_DIR / "images").glob("scene_*.png"))
+
+st.title("Attention")
+st.markdown(
+    "Pick up to two models and an image, then **click a patch** to make it the query. Every map is "
+    "computed exactly from the queries and keys the model produced (one forward, fused attention kept), "
+    "so it is what the model computed, at any resolution, including ones it was never trained on."
+)
+
+# ------------------------------------------------------------------ models
+available = cached.get_available_models()
+names = [s.name for s in available]
+spec_of = {s.name: s for s in available}
+if not names:
+    st.error("No models are available; see the Home page.")
+    st.stop()
+
+
+def default(pos: str, fallback: int) -> int:
+    """Index of the first bundled model of a position kind (APE beside RoPE-Mixed by default)."""
+    for i, s in enumerate(available):
+        if s.source == "bundled" and s.pos == pos:
+            return i
+    return min(fallback, len(names) - 1)
+
+
+c1, c2 = st.columns(2)
+name_a = c1.selectbox("model A", names, index=default("ape", 0), format_func=lambda n: spec_of[n].display,
+                      key="att_model_a")
+name_b = c2.selectbox("model B", [NONE] + names, index=1 + default("rope_mixed", 1),
+                      format_func=lambda n: n if n == NONE else spec_of[n].display, key="att_model_b")
+chosen = [name_a] + ([name_b] if name_b != NONE and name_b != name_a else [])
+specs = [spec_of[n] for n in chosen]
+patches = {s.patch_size for s in specs}
+if len(patches) > 1:
+    st.error("The two models use different patch sizes; pick models with the same patch size to compare them.")
+    st.stop()
+patch = patches.pop()
+
+# ------------------------------------------------------------------ image and resolution
+c1, c2 = st.columns([2, 1])
+source = c1.radio("image", ["sample scene", "scene by seed", "upload"], horizontal=True, key="att_source")
+train_res = specs[0].train_res
+resolution = int(c2.number_input(
+    "resolution (px)", min_value=patch, max_value=2048, value=train_res, step=patch, key="att_res",
+    help=f"A multiple of the patch size ({patch} px). The models trained at {train_res} px; larger sizes "
+         "show how attention extrapolates."))
+if resolution % patch:
+    st.error(f"Resolution {resolution} px is not a multiple of the patch size ({patch} px).")
+    st.stop()
+
+try:
+    if source == "sample scene":
+        sample = st.selectbox("sample", SAMPLES, format_func=lambda p: p.stem.split("_", 2)[-1].replace("_", " "),
+                              key="att_sample")
+        pixels = cached.get_input_image("sample", str(sample), resolution)
+    elif source == "scene by seed":
+        c1, c2 = st.columns(2)
+        seed = int(c1.number_input("scene seed", min_value=0, value=data.EVAL_SEEDS.start, key="att_seed",
+                                   help="Seeds from 10,000,000 are held out from training."))
+        mode = c2.selectbox("scene mode", data.MODES, key="att_mode",
+                            help="zoom: the same scene at more pixels; canvas: same object size, wider view.")
+        pixels = cached.get_input_image("scene", f"{seed}:{mode}", resolution)
+        st.caption(f"Label: **{data.CLASS_NAMES[data.make_scene(seed).label]}**")
+    else:
+        upload = st.file_uploader("an image (PNG, JPEG, …; at most 40 megapixels)", key="att_upload")
+        if upload is None:
+            st.info("Upload an image to see its attention.")
+            st.stop()
+        pixels = cached.get_input_image("upload", upload.name, resolution, upload.getvalue())
+except data.ImageError as err:
+    st.error(str(err))
+    st.stop()
+
+key = cached.pixels_key(pixels)
+device = cached.get_device()
+captures = {}
+for spec in specs:
+    try:
+        captures[spec.name] = cached.get_capture(spec.name, device, key, pixels)
+    except (models.ModelLoadError, capture.CaptureError, ValueError) as err:
+        st.error(f"{spec.display}: {err}")
+        st.stop()
+
+gh, gw = resolution // patch, resolution // patch
+depth = min(qk.num_layers for qk, _ in captures.values())
+heads = min(qk.q.shape[2] for qk, _ in captures.values())
+
+# ------------------------------------------------------------------ predictions
+st.subheader(f"Top-5 predictions at {resolution} px")
+cols = st.columns(len(specs))
+for col, spec in zip(cols, specs):
+    col.markdown(f"**{spec.display}**")
+    col.dataframe(views.top_k(captures[spec.name][1], spec.class_names), hide_index=True, width="stretch")
+
+
+# ------------------------------------------------------------------ maps
+@st.fragment
+def attention_panel():
+    st.subheader("Attention maps")
+    c1, c2, c3 = st.columns(3)
+    view = c1.selectbox("view", list(views.ATTENTION_VIEWS), format_func=views.ATTENTION_VIEWS.get, key="att_view")
+    layer = c2.slider("layer", 0, depth - 1, depth - 1, key="att_layer") if depth > 1 else 0
+    head = c3.slider("head", 0, heads - 1, 0, key="att_head") if heads > 1 else 0
+    c1, c2 = st.columns(2)
+    opacity = c1.slider("overlay opacity", 0.0, 1.0, 0.6, 0.05, key="att_opacity")
+    fusion = c2.selectbox("rollout head fusion", capture.HEAD_FUSIONS, key="att_fusion",
+                          help="How rollout merges the heads of a layer before multiplying through the layers.")
+
+    for name in chosen:  # a click on either model's chart moves the query
+        event = st.session_state.get(f"att_chart_{name}")
+        points = event.get("selection", {}).get("points", []) if event else []
+        if points and (points[-1]["x"], points[-1]["y"]) != st.session_state.get(f"att_seen_{name}"):
+            st.session_state[f"att_seen_{name}"] = (points[-1]["x"], points[-1]["y"])
+            st.session_state["att_qx"], st.session_state["att_qy"] = int(points[-1]["x"]), int(points[-1]["y"])
+    for k, size in (("att_qx", gw), ("att_qy", gh)):
+        st.session_state[k] = min(max(int(st.session_state.get(k, size // 2)), 0), size - 1)
+    c1, c2 = st.columns(2)
+    qx = int(c1.number_input("query x (patch column)", 0, gw - 1, key="att_qx"))
+    qy = int(c2.number_input("query y (patch row)", 0, gh - 1, key="att_qy"))
+
+    panels = {name: cached.get_attention_panels(name, device, key, pixels, view, min(layer, depth - 1), head,
+                                                qx, qy, fusion) for name in chosen}
+    zmax = max(float(a.max()) for p in panels.values() for a in p.values()) or 1.0  # one scale for all panels
+    where = "" if view == "rollout" else f", layer {layer}"
+    for name in chosen:
+        st.plotly_chart(
+            figures.fig_attention_overlay(pixels, panels[name], patch, zmax, opacity, (qx, qy),
+                                          title=f"{spec_of[name].display}: {views.ATTENTION_VIEWS[view]}{where}"),
+            key=f"att_chart_{name}", on_select="rerun", selection_mode="points")
+    table = [{"model": name, "panel": label, "x": x, "y": y, "attention": float(a[y, x])}
+             for name, p in panels.items() for label, a in p.items() for y in range(gh) for x in range(gw)]
+    st.download_button("Download these maps (CSV)", data=_csv(table), file_name=f"attention_{view}_{resolution}px.csv",
+                       mime="text/csv", key="att_download")
+    st.caption("Colour: attention weight (softmax probability, one scale shared by every panel). "
+               "× marks the query patch. CLS and rollout maps start from the CLS token; attention to the "
+               "CLS token itself is not drawn, so a map sums to less than 1.")
+
+
+def _csv(rows: list[dict]) -> str:
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+attention_panel()
+
+# ------------------------------------------------------------------ statistics
+st.subheader("How far each head looks")
+stats = {spec_of[n].display: cached.get_attention_stats(n, device, key, pixels) for n in chosen}
+c1, c2 = st.columns(2)
+c1.plotly_chart(figures.fig_stat_by_layer({k: v["distance"] for k, v in stats.items()},
+                                          f"Mean attention distance at {resolution} px", "distance (patches)",
+                                          "distance"), key="att_distance")
+c2.plotly_chart(figures.fig_stat_by_layer({k: v["entropy"] for k, v in stats.items()},
+                                          f"Attention entropy at {resolution} px", "entropy (nats)", "entropy"),
+                key="att_entropy")
+st.caption(
+    "Mean attention distance: for each patch query, the attention-weighted distance (in patches) to the "
+    "patches it attends to (attention to CLS left out, the rest renormalised), averaged over queries. "
+    "Entropy: how spread a query's attention is (0 = one token; log N = uniform)."
+)

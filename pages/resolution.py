@@ -1,0 +1,144 @@
+"""Resolution: accuracy and attention statistics as the input grows past the training resolution."""
+import json
+import time
+
+import streamlit as st
+
+from rope_viz import cached, figures, models, reported, sweep
+
+st.title("Resolution sweeps")
+st.markdown(
+    "The paper's headline: trained at one resolution, RoPE ViTs keep their accuracy at larger inputs far "
+    "better than APE ViTs. Sweep models over resolutions on held-out scenes (or your own image folder) and "
+    "see it, or not, for yourself. **zoom** shows the same scene at more pixels (the paper's setting); "
+    "**canvas** keeps object size and widens the view (pure position extrapolation)."
+)
+
+available = cached.get_available_models()
+spec_of = {s.name: s for s in available}
+bundled = [s.name for s in available if s.source == "bundled"]
+if not available:
+    st.error("No models are available; see the Home page.")
+    st.stop()
+
+c1, c2 = st.columns([3, 2])
+chosen = c1.multiselect("models", list(spec_of), default=bundled or list(spec_of)[:1],
+                        format_func=lambda n: spec_of[n].display, key="res_models")
+resolutions = c2.multiselect("resolutions (px)", [16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160, 192, 224,
+                                                   256, 288, 320, 384, 448, 512],
+                             default=[32, 48, 64, 96, 128, 192], key="res_list",
+                             help="Sizes that are not a multiple of a model's patch size are rounded to the "
+                                  "nearest one; the table's 'requested' column says so.")
+c1, c2, c3 = st.columns(3)
+data_kind = c1.selectbox("eval set", ["shapes:zoom", "shapes:canvas", "image folder"], key="res_data")
+folder = c1.text_input("image folder (ImageFolder: one folder per class)", key="res_folder") \
+    if data_kind == "image folder" else ""
+limit = int(c2.number_input("images per cell (N)", 10, 100_000, 500, step=100, key="res_limit",
+                            help="The first N held-out scenes (seeds from 10,000,000), or the first N images."))
+position = c3.radio("RoPE positions beyond the training grid", sweep.POSITION_MODES, key="res_position",
+                    help="extrapolate: integer patch positions (the paper). interpolate: positions scaled into "
+                         "the training range. APE tables are always resampled bicubically (timm's default).")
+dataset = folder.strip() if data_kind == "image folder" else data_kind
+policy = sweep.RESIZE_POLICY["folder" if data_kind == "image folder" else "scenes"]
+st.caption(f"Resize policy: {policy}. Batches of 128, inference mode, fused attention, "
+           f"{'bf16 autocast' if cached.get_device() == 'cuda' else 'fp32'} on {models.device_description(cached.get_device())}.")
+
+if not chosen or not resolutions:
+    st.info("Choose at least one model and one resolution.")
+    st.stop()
+if data_kind == "image folder" and not dataset:
+    st.info("Enter the path of an image folder on the machine running the app.")
+    st.stop()
+
+resolutions = sorted(resolutions)
+cells = cached.get_sweep_cells()  # finished cells, shared by sessions: a revisit is instant
+
+
+def cached_rows() -> list[dict]:
+    rows = []
+    for name in chosen:
+        for r in resolutions:
+            res = sweep.snap_resolution(r, spec_of[name].patch_size)
+            row = cells.get(sweep.cell_key(name, res, dataset, limit, position))
+            if row is not None:
+                rows.append({**row, "requested": r})
+    return rows
+
+
+rows = cached_rows()
+missing = len(chosen) * len(resolutions) - len(rows)
+run = st.button(f"Run sweep ({missing} of {len(chosen) * len(resolutions)} cells to compute)" if missing
+                else "All cells computed", disabled=not missing, type="primary", key="res_run")
+if run:
+    bar = st.progress(0.0, text="Starting…")
+    started = time.perf_counter()
+
+    def progress(done: int, total: int, row: dict) -> None:
+        left = sweep.sweep_seconds_left(started, done, total)
+        bar.progress(done / total, text=f"{done}/{total} cells · {row['model']} at {row['resolution']} px: "
+                                        f"top-1 {row['top1']:.1f}% · about {left:.0f} s left")
+
+    st.caption("Changing any control or pressing Stop cancels the sweep; finished cells are kept.")
+    try:
+        sweep.accuracy_sweep(chosen, resolutions, dataset=dataset, limit=limit, device=cached.get_device(),
+                             position=position, progress=progress, cache=cells, load=cached.load_shared)
+    except (models.ModelLoadError, ValueError) as err:
+        st.error(str(err))
+    bar.empty()
+    rows = cached_rows()
+
+if not rows:
+    st.info("Press **Run sweep** to measure. On 2 CPU cores the default sweep (5 models, 6 sizes, N = 500) "
+            "takes a few minutes.")
+    st.stop()
+
+train_res = {name: spec_of[name].train_res for name in chosen}
+rows = sweep.train_resolution_change(rows, train_res)
+hub_reported = [{"label": f"{n} (reported)", "resolution": r, "top1": v}
+                for n in chosen for r, v in (reported.reported_for(n) or {}).items()]
+
+st.subheader("Top-1 against resolution")
+view = st.radio("show", ["top-1 (%)", "change from the training resolution (points)", "top-5 (%)"],
+                horizontal=True, key="res_view")
+value = {"top-1 (%)": "top1", "top-5 (%)": "top5"}.get(view, "delta_top1")
+st.plotly_chart(figures.fig_accuracy_vs_resolution(
+    rows, train_res, value, reported=hub_reported if value == "top1" else None,
+    title=f"{view} on {dataset}, N={limit}, RoPE {position}"), key="res_chart")
+if missing and not run:
+    st.warning(f"{missing} cells are not computed yet (a cancelled or new sweep): the chart shows the finished ones.")
+if hub_reported:
+    st.caption(f"Dashed: published ImageNet-1k top-1 ({reported.SOURCE}), not measured here.")
+
+st.dataframe(rows, hide_index=True, width="stretch", key="res_table")
+c1, c2 = st.columns(2)
+c1.download_button("Download CSV", sweep.rows_to_csv(rows), file_name="resolution_sweep.csv", mime="text/csv",
+                   key="res_csv")
+c2.download_button("Download JSON", json.dumps(rows, indent=1), file_name="resolution_sweep.json",
+                   mime="application/json", key="res_json")
+
+# ------------------------------------------------------------------ attention statistics
+st.subheader("Attention distance and entropy against resolution")
+n_images = int(st.number_input("images", 1, 64, 8, key="res_att_n",
+                               help="Captures q and k for every layer; a few images are enough for the trend."))
+att_key = (tuple(chosen), tuple(resolutions), dataset, n_images)
+att_rows = cached.get_attention_results().get(att_key)
+if st.button("Measure attention statistics", key="res_att_run", disabled=att_rows is not None):
+    bar = st.progress(0.0, text="Capturing…")
+    try:
+        att_rows = sweep.attention_sweep(chosen, resolutions, dataset=dataset, limit=n_images,
+                                         device=cached.get_device(), load=cached.load_shared,
+                                         progress=lambda d, t, r: bar.progress(d / t, text=f"{d}/{t}: {r['model']} "
+                                                                                           f"at {r['resolution']} px"))
+        cached.get_attention_results()[att_key] = att_rows
+    except (models.ModelLoadError, ValueError) as err:
+        st.error(str(err))
+    bar.empty()
+if att_rows:
+    c1, c2 = st.columns(2)
+    c1.plotly_chart(figures.fig_stat_vs_resolution(att_rows, "distance", "mean attention distance (patches)",
+                                                   "Mean attention distance"), key="res_att_distance")
+    c2.plotly_chart(figures.fig_stat_vs_resolution(att_rows, "entropy", "entropy (nats)", "Attention entropy"),
+                    key="res_att_entropy")
+    st.caption("One line per model and layer, deeper layers darker; averaged over heads and images. A head that "
+               "keeps a fixed distance in patches as the grid grows is local; one whose distance grows with the "
+               "grid spreads over the whole image.")

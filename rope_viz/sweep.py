@@ -1,0 +1,353 @@
+"""Resolution sweeps: how accuracy (and attention statistics) change as the input grows.
+
+One sweep cell is (model, resolution, dataset, position handling) -> top-1/top-5 over an eval set.
+Cells are independent, so a sweep can be cancelled and resumed, and finished cells are reused.
+
+Resize policy: scenes are rendered natively at each resolution (zoom or canvas mode); image
+folders are resized on the short side to R (bicubic, antialiased) and centre cropped to R x R
+(crop ratio 1.0, the paper's evaluation policy).
+
+Position handling beyond the training grid:
+- RoPE "extrapolate": integer patch positions 0..g-1 on the larger grid (the paper);
+- RoPE "interpolate": positions scaled so the grid spans the training grid's range;
+- APE: the learned table is resampled bicubically to the new grid (timm's default), in both settings.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, MutableMapping
+
+import torch
+
+from rope_viz import data, models, rope
+
+POSITION_MODES = ("extrapolate", "interpolate")
+RESIZE_POLICY = {
+    "scenes": "rendered natively at each resolution (no resampling)",
+    "folder": "short side resized to R (bicubic, antialiased), centre crop R x R (crop ratio 1.0)",
+}
+
+
+class SweepError(ValueError):
+    """A sweep could not run; the message is one sentence meant for the UI."""
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """Where the images come from: bundled scenes or an ImageFolder directory."""
+
+    kind: str  # "scenes" | "folder"
+    mode: str = "zoom"  # scenes: "zoom" | "canvas"; folder: "folder"
+    path: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"shapes:{self.mode}" if self.kind == "scenes" else self.path
+
+
+def parse_dataset(dataset: str) -> EvalSet:
+    """'shapes' | 'shapes:zoom' | 'shapes:canvas' | a folder path -> EvalSet."""
+    if dataset in ("shapes", "shapes:zoom"):
+        return EvalSet("scenes", "zoom")
+    if dataset == "shapes:canvas":
+        return EvalSet("scenes", "canvas")
+    if dataset.startswith("shapes:"):
+        raise SweepError(f"Unknown scene mode in {dataset!r}; valid: shapes, shapes:zoom, shapes:canvas.")
+    path = Path(dataset).expanduser()
+    if not path.is_dir():
+        raise SweepError(f"{dataset} is neither 'shapes', 'shapes:canvas' nor an existing folder.")
+    return EvalSet("folder", "folder", str(path.resolve()))
+
+
+# ---------------------------------------------------------------- image folders
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+def folder_class_index(spec: models.ModelSpec) -> dict[str, int]:
+    """Folder names a model's classes may go by: its class names (also with '_' for ', ' and ' '),
+    and for ImageNet-1k models the WordNet synsets (n01440764, ...) from timm's ImageNet info."""
+    index = {}
+    for i, name in enumerate(spec.class_names):
+        for alias in (name, name.replace(", ", "_").replace(" ", "_"), name.lower()):
+            index.setdefault(alias, i)
+    if spec.num_classes == 1000:
+        from timm.data import ImageNetInfo
+
+        for i, synset in enumerate(ImageNetInfo().label_names()):
+            index.setdefault(synset, i)
+    return index
+
+
+def folder_samples(path: str, spec: models.ModelSpec, limit: int | None = None) -> list[tuple[Path, int]]:
+    """(image file, class index) for every image in class folders that match the model's classes.
+
+    Raises SweepError for an empty folder or one whose class folders match none of the classes.
+    """
+    root = Path(path)
+    folders = sorted(p for p in root.iterdir() if p.is_dir())
+    if not folders:
+        raise SweepError(f"{root} has no class folders (expected ImageFolder layout: {root}/<class>/<image>).")
+    index = folder_class_index(spec)
+    matched = [(f, index[f.name]) for f in folders if f.name in index]
+    if not matched:
+        examples = ", ".join(f.name for f in folders[:3])
+        raise SweepError(f"None of the {len(folders)} class folders in {root} (e.g. {examples}) "
+                         f"matches a class of {spec.name}.")
+    samples = [(file, label) for folder, label in matched
+               for file in sorted(folder.iterdir()) if file.suffix.lower() in IMAGE_SUFFIXES]
+    if not samples:
+        raise SweepError(f"The class folders in {root} that match {spec.name} contain no images.")
+    return samples[:limit] if limit else samples
+
+
+def load_folder_batch(samples: list[tuple[Path, int]], resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Shapes: -> images (B, 3, R, R) uint8, labels (B,) int64, with the folder resize policy."""
+    images = [(data.resize_center_crop(data.load_image(p.read_bytes(), p.name), resolution) * 255).round()
+              .to(torch.uint8) for p, _ in samples]
+    return torch.stack(images), torch.tensor([label for _, label in samples], dtype=torch.int64)
+
+
+# ---------------------------------------------------------------- position handling
+
+class InterpolatedRope(torch.nn.Module):
+    """Stands in for a timm rope module: same frequencies, positions scaled to the training grid.
+
+    On a g x g grid trained at t x t, patch (x, y) gets position (x * t / g, y * t / g), so the
+    angles span the range seen in training. Produces timm's own embedding layout, cat(sin, cos)
+    with each angle repeated for its feature pair: (N, 2D) axial, (L, H, N, 2D) mixed.
+    """
+
+    def __init__(self, module: torch.nn.Module, train_grid: tuple[int, int]):
+        super().__init__()
+        freqs = rope.model_freqs(module)  # (L, H, D/2, 2)
+        self.shared = type(module.rope).__name__ == "RotaryEmbeddingCat"  # one table for all layers and heads
+        self.register_buffer("freqs", freqs[0, 0] if self.shared else freqs, persistent=False)
+        self.train_grid = train_grid
+
+    def get_embed(self, shape=None, dtype=None) -> torch.Tensor:
+        gh, gw = shape
+        th, tw = self.train_grid
+        positions = rope.grid_positions(gh, gw).to(self.freqs.device)  # (N, 2) as (x, y)
+        positions = positions * torch.tensor([tw / gw, th / gh], device=positions.device)
+        angles = rope.angles(self.freqs, positions).repeat_interleave(2, dim=-1)  # (..., N, D)
+        return torch.cat([angles.sin(), angles.cos()], dim=-1).to(dtype or torch.float32)
+
+
+def with_positions(loaded: models.LoadedModel, position: str) -> torch.nn.Module:
+    """The module to evaluate: the model itself, or a private copy whose RoPE interpolates."""
+    if position not in POSITION_MODES:
+        raise SweepError(f"Unknown position handling {position!r}; valid: {', '.join(POSITION_MODES)}.")
+    module = loaded.module
+    if position == "extrapolate" or getattr(module, "rope", None) is None:
+        return module
+    module = copy.deepcopy(module)  # the loaded model may be shared: never change it
+    grid = loaded.spec.train_res // loaded.spec.patch_size
+    module.rope = InterpolatedRope(module, (grid, grid))
+    return module
+
+
+# ---------------------------------------------------------------- memory
+
+def available_memory(device: str) -> int:
+    """Free bytes on `device` (CUDA: free device memory; CPU: available RAM)."""
+    if str(device).startswith("cuda"):
+        return torch.cuda.mem_get_info(torch.device(device))[0]
+    import os
+
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return 8 << 30
+
+
+def estimate_forward_bytes(module: torch.nn.Module, batch: int, resolution: int, patch_size: int) -> int:
+    """A rough upper bound on inference memory for one batch: the residual stream and the MLP's
+    hidden layer (4x) at fp32, plus one layer's attention scores where SDPA falls back to them."""
+    tokens = (resolution // patch_size) ** 2 + 1
+    width = module.embed_dim
+    heads = module.blocks[0].attn.num_heads
+    return 4 * batch * (tokens * width * 8 + heads * tokens * tokens)
+
+
+def check_memory(module, batch: int, resolution: int, patch_size: int, device: str, extra: int = 0) -> None:
+    """Raise SweepError, with the estimate, when a batch at `resolution` will not fit."""
+    need = estimate_forward_bytes(module, batch, resolution, patch_size) + extra
+    free = available_memory(device)
+    if need > 0.8 * free:
+        raise SweepError(f"{resolution} px needs about {need / 2**30:.1f} GiB for a batch of {batch}, "
+                         f"but only {free / 2**30:.1f} GiB is free on {device}; lower the resolution or batch.")
+
+
+# ---------------------------------------------------------------- evaluation
+
+def count_correct(module: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, mean, std,
+                  device: str, batch_size: int = 128) -> tuple[int, int, int]:
+    """(top-1 hits, top-5 hits, n) of a module on uint8 images. Shapes: images (N, 3, R, R) uint8"""
+    mean_t = torch.tensor(mean, device=device).view(1, 3, 1, 1)
+    std_t = torch.tensor(std, device=device).view(1, 3, 1, 1)
+    top1 = top5 = 0
+    cuda = str(device).startswith("cuda")
+    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+        for start in range(0, len(labels), batch_size):
+            x = images[start:start + batch_size].to(device, non_blocking=True).float().div_(255)
+            y = labels[start:start + batch_size].to(device)
+            logits = module((x - mean_t) / std_t)
+            top = logits.topk(min(5, logits.shape[-1]), dim=-1).indices  # (B, 5)
+            top1 += (top[:, 0] == y).sum().item()
+            top5 += (top == y[:, None]).any(-1).sum().item()
+    return top1, top5, len(labels)
+
+
+def eval_images(evalset: EvalSet, spec: models.ModelSpec, resolution: int, limit: int):
+    """The eval set at `resolution`. Shapes: -> images (N, 3, R, R) uint8, labels (N,) int64"""
+    if evalset.kind == "scenes":
+        if spec.class_names != tuple(data.CLASS_NAMES):
+            raise SweepError(f"{spec.name} was not trained on the scenes' classes; use an image folder.")
+        seeds = range(data.EVAL_SEEDS.start, data.EVAL_SEEDS.start + min(limit, len(data.EVAL_SEEDS)))
+        return data.scene_tensors(seeds, resolution, evalset.mode)
+    return load_folder_batch(folder_samples(evalset.path, spec, limit), resolution)
+
+
+def evaluate_cell(loaded: models.LoadedModel, resolution: int, dataset: str = "shapes", limit: int = 2000,
+                  position: str = "extrapolate", batch_size: int = 128, module=None) -> dict:
+    """One sweep cell: top-1/top-5 (percent) of a model at one resolution.
+
+    Returns {model, resolution, mode, position, top1, top5, n, correct1, correct5, seconds}.
+    """
+    evalset = parse_dataset(dataset)
+    models.check_resolution(resolution, loaded.spec.patch_size)
+    module = module if module is not None else with_positions(loaded, position)
+    check_memory(module, batch_size, resolution, loaded.spec.patch_size, loaded.device)
+    started = time.perf_counter()
+    images, labels = eval_images(evalset, loaded.spec, resolution, limit)
+    hits1, hits5, n = count_correct(module, images, labels, loaded.spec.mean, loaded.spec.std,
+                                    loaded.device, batch_size)
+    return {"model": loaded.spec.name, "resolution": resolution, "mode": evalset.mode, "position": position,
+            "top1": round(100 * hits1 / n, 2), "top5": round(100 * hits5 / n, 2), "n": n,
+            "correct1": hits1, "correct5": hits5, "seconds": round(time.perf_counter() - started, 2)}
+
+
+def snap_resolution(resolution: int, patch_size: int) -> int:
+    """The nearest positive multiple of the patch size (how the sweep treats other sizes)."""
+    return max(patch_size, int(round(resolution / patch_size)) * patch_size)
+
+
+def cell_key(model: str, resolution: int, dataset: str, limit: int, position: str) -> tuple:
+    return (model, resolution, dataset, limit, position)
+
+
+def accuracy_sweep(model_names, resolutions, dataset: str = "shapes", limit: int = 2000, device: str | None = None,
+                   position: str = "extrapolate", batch_size: int = 128,
+                   progress: Callable[[int, int, dict], None] | None = None,
+                   should_stop: Callable[[], bool] | None = None,
+                   cache: MutableMapping | None = None, load=models.load_model) -> list[dict]:
+    """Top-1 and top-5 (percent) for every model x resolution, in model then resolution order.
+
+    Resolutions that are not multiples of a model's patch size are snapped to the nearest one
+    (the row's "requested" says what was asked). Finished cells are stored in `cache` and reused;
+    when `should_stop()` turns true the cells finished so far are returned.
+    Returns rows with keys model, resolution, mode, position, top1, top5, n (and counts, seconds).
+    """
+    device = device or models.default_device()
+    parse_dataset(dataset)  # fail before loading anything
+    cells = [(name, r) for name in model_names for r in resolutions]
+    rows, done = [], 0
+    for name in model_names:
+        loaded, module = None, None
+        for requested in resolutions:
+            if should_stop is not None and should_stop():
+                return rows
+            patch = models.get_spec(name).patch_size if loaded is None else loaded.spec.patch_size
+            resolution = snap_resolution(int(requested), patch)
+            key = cell_key(name, resolution, dataset, limit, position)
+            row = cache.get(key) if cache is not None else None
+            if row is None:
+                if loaded is None:  # one build per model, reused at every resolution (dynamic size)
+                    loaded = load(name, device=device)
+                    module = with_positions(loaded, position)
+                row = evaluate_cell(loaded, resolution, dataset, limit, position, batch_size, module=module)
+                if cache is not None:
+                    cache[key] = row
+            row = {**row, "requested": int(requested)}
+            rows.append(row)
+            done += 1
+            if progress is not None:
+                progress(done, len(cells), row)
+    return rows
+
+
+def train_resolution_change(rows: list[dict], train_res: dict[str, int]) -> list[dict]:
+    """Each row's top-1 minus the same model's top-1 at its training resolution (None if not swept)."""
+    base = {(r["model"], r["mode"], r["position"]): r["top1"] for r in rows if r["resolution"] == train_res.get(r["model"])}
+    out = []
+    for r in rows:
+        ref = base.get((r["model"], r["mode"], r["position"]))
+        out.append({**r, "delta_top1": None if ref is None else round(r["top1"] - ref, 2)})
+    return out
+
+
+def sweep_seconds_left(started: float, done: int, total: int) -> float:
+    """Linear estimate of the time left after `done` of `total` cells."""
+    if done == 0:
+        return math.nan
+    return (time.perf_counter() - started) / done * (total - done)
+
+
+
+def attention_sweep(model_names, resolutions, dataset: str = "shapes", limit: int = 8, device: str | None = None,
+                    progress: Callable[[int, int, dict], None] | None = None,
+                    should_stop: Callable[[], bool] | None = None, load=models.load_model) -> list[dict]:
+    """Mean attention distance (patches) and entropy (nats) per layer, averaged over heads and `limit` images.
+
+    Extrapolated positions only (what the model does by itself). Returns one row per model x resolution x
+    layer: {model, resolution, mode, layer, distance, entropy, n}.
+    """
+    from rope_viz import capture
+
+    device = device or models.default_device()
+    evalset = parse_dataset(dataset)
+    rows, done, total = [], 0, len(model_names) * len(resolutions)
+    for name in model_names:
+        loaded = load(name, device=device)
+        for requested in resolutions:
+            if should_stop is not None and should_stop():
+                return rows
+            resolution = snap_resolution(int(requested), loaded.spec.patch_size)
+            images, _ = eval_images(evalset, loaded.spec, resolution, limit)
+            x = images.to(device).float().div(255)
+            x = (x - torch.tensor(loaded.spec.mean, device=device).view(1, 3, 1, 1)) / \
+                torch.tensor(loaded.spec.std, device=device).view(1, 3, 1, 1)
+            distance, entropy = [], []
+            for start in range(0, len(x), 8):  # a few images per capture keeps q and k small
+                qk = capture.capture_qk(loaded, x[start:start + 8])
+                distance.append(capture.mean_attention_distance(qk).mean(-1))  # (b, L): mean over heads
+                entropy.append(capture.attention_entropy(qk).mean(-1))
+            distance, entropy = torch.cat(distance).mean(0), torch.cat(entropy).mean(0)  # (L,)
+            for layer in range(len(distance)):
+                rows.append({"model": name, "resolution": resolution, "mode": evalset.mode, "layer": layer,
+                             "distance": round(float(distance[layer]), 4), "entropy": round(float(entropy[layer]), 4),
+                             "n": len(x)})
+            done += 1
+            if progress is not None:
+                progress(done, total, rows[-1])
+    return rows
+
+CSV_COLUMNS = ("model", "resolution", "requested", "mode", "position", "top1", "top5", "n", "correct1", "correct5",
+               "seconds")
+
+
+def rows_to_csv(rows: list[dict]) -> str:
+    """Sweep rows as CSV text with CSV_COLUMNS (the CLI and the page write the same file)."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
