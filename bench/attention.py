@@ -16,13 +16,13 @@ import json
 import resource
 import subprocess
 import sys
-import time
 
 import timm
 import torch
 from timm.utils import AttentionExtract
 
 from rope_viz import capture
+from timing import best_of
 
 MODEL = "vit_base_patch16_rope_mixed_224"
 
@@ -37,30 +37,17 @@ def build(device: str, fused: bool = True) -> torch.nn.Module:
     return model.to(device)
 
 
-def timed(fn, device: str, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 def speed(size: int, device: str, repeats: int) -> dict:
     fused, plain = build(device), build(device, fused=False)
     extract = AttentionExtract(plain, method="hook", names=["*attn_drop"])
     x = torch.randn(1, 3, size, size, device=device)
     with torch.inference_mode():
-        t_forward = timed(lambda: fused(x), device, repeats)
-        t_capture = timed(lambda: capture.capture_qk(fused, x), device, repeats)
-        t_extract = timed(lambda: extract(x), device, max(1, repeats - 1))
+        t_forward = best_of(lambda: fused(x), device, repeats)
+        t_capture = best_of(lambda: capture.capture_qk(fused, x), device, repeats)
+        t_extract = best_of(lambda: extract(x), device, max(1, repeats - 1))
         qk = capture.capture_qk(fused, x)
         query = qk.num_tokens // 2
-        t_row = timed(lambda: capture.attention_rows(qk, query), device, 20)
+        t_row = best_of(lambda: capture.attention_rows(qk, query), device, 20)
     return {"size": size, "tokens": qk.num_tokens, "forward_s": t_forward, "capture_s": t_capture,
             "extract_s": t_extract, "new_query_s": t_row}
 

@@ -6,25 +6,12 @@ Usage: python bench/rope_math.py [--device cuda]
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 from timm.layers import apply_rot_embed_cat
 
 from rope_viz import rope
-
-
-def best_of(fn, repeats: int, device: str) -> float:
-    times = []
-    for _ in range(repeats):
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return min(times)
+from timing import best_of
 
 
 def main() -> None:

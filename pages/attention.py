@@ -1,12 +1,8 @@
 """Attention: exact attention of any query patch, every head, CLS, rollout, distance and entropy."""
-from pathlib import Path
-
 import streamlit as st
 
-from rope_viz import cached, capture, data, figures, models, views
-
-NONE = "(none)"
-SAMPLES = sorted((models.ASSETS_DIR / "images").glob("scene_*.png"))
+from pages import shared
+from rope_viz import cached, capture, figures, models, views
 
 st.title("Attention")
 st.markdown(
@@ -15,70 +11,11 @@ st.markdown(
     "so it is what the model computed, at any resolution, including ones it was never trained on."
 )
 
-# ------------------------------------------------------------------ models
-available = cached.get_available_models()
-names = [s.name for s in available]
-spec_of = {s.name: s for s in available}
-if not names:
-    st.error("No models are available; see the Home page.")
-    st.stop()
-
-
-def default(pos: str, fallback: int) -> int:
-    """Index of the first bundled model of a position kind (APE beside RoPE-Mixed by default)."""
-    for i, s in enumerate(available):
-        if s.source == "bundled" and s.pos == pos:
-            return i
-    return min(fallback, len(names) - 1)
-
-
-c1, c2 = st.columns(2)
-name_a = c1.selectbox("model A", names, index=default("ape", 0), format_func=lambda n: spec_of[n].display,
-                      key="att_model_a")
-name_b = c2.selectbox("model B", [NONE] + names, index=1 + default("rope_mixed", 1),
-                      format_func=lambda n: n if n == NONE else spec_of[n].display, key="att_model_b")
-chosen = [name_a] + ([name_b] if name_b != NONE and name_b != name_a else [])
-specs = [spec_of[n] for n in chosen]
-patches = {s.patch_size for s in specs}
-if len(patches) > 1:
-    st.error("The two models use different patch sizes; pick models with the same patch size to compare them.")
-    st.stop()
-patch = patches.pop()
-
-# ------------------------------------------------------------------ image and resolution
-c1, c2 = st.columns([2, 1])
-source = c1.radio("image", ["sample scene", "scene by seed", "upload"], horizontal=True, key="att_source")
-train_res = specs[0].train_res
-resolution = int(c2.number_input(
-    "resolution (px)", min_value=patch, max_value=2048, value=train_res, step=patch, key="att_res",
-    help=f"A multiple of the patch size ({patch} px). The models trained at {train_res} px; larger sizes "
-         "show how attention extrapolates."))
-if resolution % patch:
-    st.error(f"Resolution {resolution} px is not a multiple of the patch size ({patch} px).")
-    st.stop()
-
-try:
-    if source == "sample scene":
-        sample = st.selectbox("sample", SAMPLES, format_func=lambda p: p.stem.split("_", 2)[-1].replace("_", " "),
-                              key="att_sample")
-        pixels = cached.get_input_image("sample", str(sample), resolution)
-    elif source == "scene by seed":
-        c1, c2 = st.columns(2)
-        seed = int(c1.number_input("scene seed", min_value=0, value=data.EVAL_SEEDS.start, key="att_seed",
-                                   help="Seeds from 10,000,000 are held out from training."))
-        mode = c2.selectbox("scene mode", data.MODES, key="att_mode",
-                            help="zoom: the same scene at more pixels; canvas: same object size, wider view.")
-        pixels = cached.get_input_image("scene", f"{seed}:{mode}", resolution)
-        st.caption(f"Label: **{data.CLASS_NAMES[data.make_scene(seed).label]}**")
-    else:
-        upload = st.file_uploader("an image (PNG, JPEG, …; at most 40 megapixels)", key="att_upload")
-        if upload is None:
-            st.info("Upload an image to see its attention.")
-            st.stop()
-        pixels = cached.get_input_image("upload", upload.name, resolution, upload.getvalue())
-except data.ImageError as err:
-    st.error(str(err))
-    st.stop()
+specs = shared.pick_models("att")
+chosen = [s.name for s in specs]
+spec_of = {s.name: s for s in specs}
+patch = specs[0].patch_size
+pixels, resolution = shared.pick_image("att", patch, specs[0].train_res)
 
 key = cached.pixels_key(pixels)
 device = cached.get_device()

@@ -1,10 +1,8 @@
 """Attribution: which pixels or patches drove each model's answer (captum), side by side."""
 import streamlit as st
 
-from rope_viz import attribution, cached, data, figures, models
-
-NONE = "(none)"
-SAMPLES = sorted((models.ASSETS_DIR / "images").glob("scene_*.png"))
+from pages import shared
+from rope_viz import attribution, cached, figures, models
 
 st.title("Attribution")
 st.markdown(
@@ -14,60 +12,10 @@ st.markdown(
     "there does not depend on what the model learned (Adebayo et al., 2018)."
 )
 
-available = cached.get_available_models()
-spec_of = {s.name: s for s in available}
-names = list(spec_of)
-if not names:
-    st.error("No models are available; see the Home page.")
-    st.stop()
-
-
-def default(pos: str, fallback: int) -> int:
-    for i, s in enumerate(available):
-        if s.source == "bundled" and s.pos == pos:
-            return i
-    return min(fallback, len(names) - 1)
-
-
-c1, c2 = st.columns(2)
-name_a = c1.selectbox("model A", names, index=default("ape", 0), format_func=lambda n: spec_of[n].display,
-                      key="attr_model_a")
-name_b = c2.selectbox("model B", [NONE] + names, index=1 + default("rope_mixed", 1),
-                      format_func=lambda n: n if n == NONE else spec_of[n].display, key="attr_model_b")
-chosen = [name_a] + ([name_b] if name_b not in (NONE, name_a) else [])
-specs = [spec_of[n] for n in chosen]
-if len({s.patch_size for s in specs}) > 1:
-    st.error("The two models use different patch sizes; pick models with the same patch size to compare them.")
-    st.stop()
+specs = shared.pick_models("attr")
 patch = specs[0].patch_size
-
-c1, c2, c3 = st.columns([2, 1, 2])
-source = c1.radio("image", ["sample scene", "scene by seed", "upload"], horizontal=True, key="attr_source")
-resolution = int(c2.number_input("resolution (px)", min_value=patch, max_value=1024, value=specs[0].train_res,
-                                 step=patch, key="attr_res", help=f"A multiple of the patch size ({patch} px)."))
-method = c3.selectbox("method", list(attribution.METHODS), format_func=attribution.METHODS.get, key="attr_method")
-if resolution % patch:
-    st.error(f"Resolution {resolution} px is not a multiple of the patch size ({patch} px).")
-    st.stop()
-try:
-    if source == "sample scene":
-        sample = st.selectbox("sample", SAMPLES, format_func=lambda p: p.stem.split("_", 2)[-1].replace("_", " "),
-                              key="attr_sample")
-        pixels = cached.get_input_image("sample", str(sample), resolution)
-    elif source == "scene by seed":
-        c1, c2 = st.columns(2)
-        seed = int(c1.number_input("scene seed", min_value=0, value=data.EVAL_SEEDS.start, key="attr_seed"))
-        mode = c2.selectbox("scene mode", data.MODES, key="attr_mode")
-        pixels = cached.get_input_image("scene", f"{seed}:{mode}", resolution)
-    else:
-        upload = st.file_uploader("an image (at most 40 megapixels)", key="attr_upload")
-        if upload is None:
-            st.info("Upload an image to attribute.")
-            st.stop()
-        pixels = cached.get_input_image("upload", upload.name, resolution, upload.getvalue())
-except data.ImageError as err:
-    st.error(str(err))
-    st.stop()
+method = st.selectbox("method", list(attribution.METHODS), format_func=attribution.METHODS.get, key="attr_method")
+pixels, resolution = shared.pick_image("attr", patch, specs[0].train_res, max_res=1024)
 
 c1, c2, c3, c4 = st.columns(4)
 class_names = specs[0].class_names

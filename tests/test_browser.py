@@ -35,6 +35,16 @@ def wait_for_app(pg, timeout=90_000):
         "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout)
 
 
+def wait_for_plots(pg, count: int, name: str, timeout=120_000):
+    """Wait until the page shows `count` Plotly charts; on failure keep a screenshot and say what is there."""
+    try:
+        pg.wait_for_function(f"() => document.querySelectorAll('.js-plotly-plot').length >= {count}", timeout=timeout)
+    except Exception:
+        pg.screenshot(path=str(SCREENSHOTS / f"{name}_failed.png"), full_page=True)
+        raise AssertionError("no plots: " + pg.locator("[data-testid='stMain']").inner_text()[:1500])
+    wait_for_app(pg)
+
+
 def assert_no_error(pg):
     errors = pg.locator("[data-testid='stException'], [data-testid='stAlertContentError']")
     assert errors.count() == 0, errors.first.inner_text()
@@ -57,11 +67,7 @@ def test_home_and_navigation_titles(page, streamlit_url):
 def test_frequencies_renders_plots_and_click_moves_query(page, streamlit_url):
     page.goto(streamlit_url + "/frequencies")
     wait_for_app(page)
-    try:
-        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 4", timeout=90_000)
-    except Exception:
-        page.screenshot(path=str(SCREENSHOTS / "frequencies_failed.png"), full_page=True)
-        raise AssertionError("no plots: " + page.locator("[data-testid='stMain']").inner_text()[:1500])
+    wait_for_plots(page, 4, "frequencies")
     assert_no_error(page)
     query_x = page.get_by_label("query x (column)")
     before = query_x.input_value()
@@ -89,12 +95,7 @@ def heatmap_z(page, chart_index: int) -> str:
 def test_attention_click_moves_query_and_changes_maps(page, streamlit_url):
     page.goto(streamlit_url + "/attention")
     wait_for_app(page)
-    try:
-        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 4", timeout=120_000)
-    except Exception:
-        page.screenshot(path=str(SCREENSHOTS / "attention_failed.png"), full_page=True)
-        raise AssertionError("no plots: " + page.locator("[data-testid='stMain']").inner_text()[:1500])
-    wait_for_app(page)
+    wait_for_plots(page, 4, "attention")
     assert_no_error(page)
     query_x = page.get_by_label("query x (patch column)")
     before_x, before_maps = query_x.input_value(), heatmap_z(page, 0)

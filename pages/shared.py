@@ -1,0 +1,68 @@
+"""Widgets the model-comparison pages share (not a page itself: app.py does not list it)."""
+import streamlit as st
+
+from rope_viz import cached, data, models
+
+NONE = "(none)"
+SAMPLES = sorted((models.ASSETS_DIR / "images").glob("scene_*.png"))
+
+
+def pick_models(prefix: str) -> list[models.ModelSpec]:
+    """Model A and optional model B (default: bundled APE beside bundled RoPE-Mixed), same patch size.
+
+    Stops the page with one sentence when nothing can be compared.
+    """
+    available = cached.get_available_models()
+    if not available:
+        st.error("No models are available; see the Home page.")
+        st.stop()
+    names = [s.name for s in available]
+    spec_of = {s.name: s for s in available}
+
+    def default(pos: str, fallback: int) -> int:
+        return next((i for i, s in enumerate(available) if s.source == "bundled" and s.pos == pos),
+                    min(fallback, len(names) - 1))
+
+    c1, c2 = st.columns(2)
+    name_a = c1.selectbox("model A", names, index=default("ape", 0), format_func=lambda n: spec_of[n].display,
+                          key=f"{prefix}_model_a")
+    name_b = c2.selectbox("model B", [NONE] + names, index=1 + default("rope_mixed", 1),
+                          format_func=lambda n: n if n == NONE else spec_of[n].display, key=f"{prefix}_model_b")
+    specs = [spec_of[name_a]] + ([spec_of[name_b]] if name_b not in (NONE, name_a) else [])
+    if len({s.patch_size for s in specs}) > 1:
+        st.error("The two models use different patch sizes; pick models with the same patch size to compare them.")
+        st.stop()
+    return specs
+
+
+def pick_image(prefix: str, patch: int, default_res: int, max_res: int = 2048):
+    """Image source and resolution widgets -> (pixels (R, R, 3) uint8, R). Stops the page on bad input."""
+    c1, c2 = st.columns([2, 1])
+    source = c1.radio("image", ["sample scene", "scene by seed", "upload"], horizontal=True, key=f"{prefix}_source")
+    resolution = int(c2.number_input(
+        "resolution (px)", min_value=patch, max_value=max_res, value=default_res, step=patch, key=f"{prefix}_res",
+        help=f"A multiple of the patch size ({patch} px). Trained at {default_res} px; larger sizes extrapolate."))
+    if resolution % patch:
+        st.error(f"Resolution {resolution} px is not a multiple of the patch size ({patch} px).")
+        st.stop()
+    try:
+        if source == "sample scene":
+            sample = st.selectbox("sample", SAMPLES, key=f"{prefix}_sample",
+                                  format_func=lambda p: p.stem.split("_", 2)[-1].replace("_", " "))
+            return cached.get_input_image("sample", str(sample), resolution), resolution
+        if source == "scene by seed":
+            c1, c2 = st.columns(2)
+            seed = int(c1.number_input("scene seed", min_value=0, value=data.EVAL_SEEDS.start, key=f"{prefix}_seed",
+                                       help="Seeds from 10,000,000 are held out from training."))
+            mode = c2.selectbox("scene mode", data.MODES, key=f"{prefix}_mode",
+                                help="zoom: the same scene at more pixels; canvas: same object size, wider view.")
+            st.caption(f"Label: **{data.CLASS_NAMES[data.make_scene(seed).label]}**")
+            return cached.get_input_image("scene", f"{seed}:{mode}", resolution), resolution
+        upload = st.file_uploader("an image (PNG, JPEG, …; at most 40 megapixels)", key=f"{prefix}_upload")
+        if upload is None:
+            st.info("Upload an image to continue; nothing else changes.")
+            st.stop()
+        return cached.get_input_image("upload", upload.name, resolution, upload.getvalue()), resolution
+    except data.ImageError as err:
+        st.error(str(err))
+        st.stop()
