@@ -15,8 +15,10 @@ st.markdown(
 
 # ------------------------------------------------------------------ source
 rope_models = [s for s in cached.get_available_models() if s.pos != "ape"]
+# Default: the bundled RoPE-Mixed model (learned frequencies); Theory when there is none.
+default = next((i + 1 for i, s in enumerate(rope_models) if s.source == "bundled" and s.pos == "rope_mixed"), 0)
 choice = st.selectbox(
-    "Frequencies from", [THEORY] + [s.name for s in rope_models],
+    "Frequencies from", [THEORY] + [s.name for s in rope_models], index=default,
     format_func=lambda n: n if n == THEORY else next(s.display for s in rope_models if s.name == n),
     help="Theory builds the frequencies from formulas; a model shows the ones it uses (learned, for RoPE-Mixed). "
          "APE-only models have no rotary frequencies, so they are not listed here.",

@@ -51,3 +51,19 @@ def write_card_eval(spec: models.ModelSpec, table: dict) -> Path:
     card["eval"] = table
     path.write_text(json.dumps(card, indent=2) + "\n")
     return path
+
+
+def markdown_table(specs: list[models.ModelSpec]) -> str:
+    """The cards' top-1 tables as one Markdown table (rows: model x mode, columns: resolutions)."""
+    resolutions = [str(r) for r in CARD_RESOLUTIONS]
+    lines = ["| model | mode | " + " | ".join(f"{r} px" for r in resolutions) + " |",
+             "| --- | --- | " + " | ".join("---:" for _ in resolutions) + " |"]
+    for spec in specs:
+        table = spec.card.get("eval")
+        if not table:
+            continue
+        for mode in CARD_MODES:
+            cells = [f"**{table['top1'][mode][r]:.1f}**" if int(r) == spec.train_res else f"{table['top1'][mode][r]:.1f}"
+                     for r in resolutions]
+            lines.append(f"| {spec.name} | {mode} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -132,3 +132,13 @@ def test_resolution_small_sweep_and_csv_download(page, streamlit_url, tmp_path):
     assert lines[0].startswith("model,resolution,requested,mode,position,top1,top5,n")
     assert len(lines) == 1 + 5 * 6 and all(line.split(",")[7] == "16" for line in lines[1:])
     page.screenshot(path=str(SCREENSHOTS / "resolution.png"), full_page=True)
+
+
+def test_attribution_page_renders_both_models(page, streamlit_url):
+    page.goto(streamlit_url + "/attribution")
+    wait_for_app(page)
+    wait_for_plots(page, 1, "attribution")
+    assert_no_error(page)
+    titles = page.locator(".js-plotly-plot").first.inner_text()
+    assert "APE" in titles and "RoPE-Mixed" in titles  # the bundled defaults, side by side
+    page.screenshot(path=str(SCREENSHOTS / "attribution.png"), full_page=True)

@@ -28,3 +28,56 @@ def test_download_offline_is_one_clear_error(tmp_path):
     assert out.returncode == 1
     assert out.stderr.startswith("error: Weights for vit_base_patch16_rope_224.naver_in1k are not downloaded")
     assert "Traceback" not in out.stderr
+
+
+def test_sweep_cli_writes_the_pages_numbers(bundled_dir, tmp_path):
+    """The CLI and the Resolution page run the same sweep: same cells, same counts."""
+    from streamlit.testing.v1 import AppTest
+
+    env = {"ROPE_VIZ_MODELS_DIR": str(bundled_dir), "ROPE_VIZ_CACHE": str(tmp_path / "cache")}
+    out = run_cli("sweep", "--models", "tiny-ape", "tiny-rope_mixed", "--resolutions", "32", "44",
+                  "--data", "shapes:canvas", "--limit", "24", "--out", str(tmp_path / "r.csv"), env_extra=env)
+    assert out.returncode == 0, out.stderr
+    assert "44 px is not a multiple of tiny-ape's patch size; evaluated at 48 px" in out.stderr
+    import csv
+
+    cli = [{k: row[k] for k in ("model", "resolution", "mode", "top1", "top5", "n")}
+           for row in csv.DictReader(open(tmp_path / "r.csv"))]
+    assert [(r["model"], r["resolution"]) for r in cli] == [
+        ("tiny-ape", "32"), ("tiny-ape", "48"), ("tiny-rope_mixed", "32"), ("tiny-rope_mixed", "48")]
+
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        from rope_viz import cached
+
+        cached.get_available_models.clear()
+        cached.get_sweep_cells().clear()
+        at = AppTest.from_file("../app.py", default_timeout=120)
+        at.run()
+        at.switch_page("pages/resolution.py").run()
+        at.multiselect(key="res_models").set_value(["tiny-ape", "tiny-rope_mixed"]).run()
+        at.multiselect(key="res_list").set_value([32, 48]).run()
+        at.selectbox(key="res_data").set_value("shapes:canvas").run()
+        at.number_input(key="res_limit").set_value(24).run()
+        at.button(key="res_run").click().run()
+        assert not at.exception
+        table = at.dataframe[0].value
+    finally:
+        for k, v in old.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    page = [{"model": m, "resolution": str(r), "mode": mode, "top1": str(t1), "top5": str(t5), "n": str(n)}
+            for m, r, mode, t1, t5, n in zip(table["model"], table["resolution"], table["mode"], table["top1"],
+                                              table["top5"], table["n"])]
+    assert page == cli
+
+
+def test_eval_cli_prints_the_card_table(bundled_dir, tmp_path):
+    env = {"ROPE_VIZ_MODELS_DIR": str(bundled_dir), "ROPE_VIZ_CACHE": str(tmp_path / "cache")}
+    out = run_cli("eval", "--model", "tiny-rope_axial", "--resolutions", "32", "48", "--limit", "20", env_extra=env)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[-4] == "top-1 % on 20 held-out scenes" and lines[-3].split() == ["mode", "32", "px", "48", "px"]
+    assert lines[-2].startswith("zoom") and lines[-1].startswith("canvas")
+    bad = run_cli("eval", "--model", "no-such-model", env_extra=env)
+    assert bad.returncode == 1 and bad.stderr.startswith("error: ") and "Traceback" not in bad.stderr

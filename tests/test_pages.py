@@ -45,6 +45,8 @@ def test_home_local_checkpoint_errors_are_one_sentence(tmp_path):
 
 def test_frequencies_theory_every_control():
     at = run_page("pages/frequencies.py")
+    assert at.selectbox(key="freq_source").value == "tiny-rope_mixed"  # a bundled model by default
+    at.selectbox(key="freq_source").set_value("Theory: RoPE-Axial vs RoPE-Mixed").run()
     assert len(at.get("plotly_chart")) == 4 and not at.error
     for key, value in [("freq_head_dim", 32), ("freq_heads", 4), ("freq_theta_axial", 50.0),
                        ("freq_theta_mixed", 5.0), ("freq_seed", 3), ("freq_head", 2), ("freq_pair", 7),
@@ -63,6 +65,7 @@ def test_frequencies_theory_every_control():
 ])
 def test_frequencies_bad_theory_input_shows_error(key, value, message):
     at = run_page("pages/frequencies.py")
+    at.selectbox(key="freq_source").set_value("Theory: RoPE-Axial vs RoPE-Mixed").run()
     at.number_input(key=key).set_value(value).run()
     assert not at.exception
     assert message in at.error[0].value
@@ -176,3 +179,46 @@ def test_attribution_every_control():
     at.selectbox(key="attr_mode").set_value("canvas").run()
     at.selectbox(key="attr_model_b").set_value("(none)").run()
     assert not at.exception and not at.error and len(at.dataframe[0].value) == 2
+
+
+def _image_bytes(mode: str, fmt: str = "PNG", size=(40, 30), exif_rotate: bool = False) -> bytes:
+    import io
+
+    from PIL import Image
+
+    color = {"RGBA": (255, 0, 0, 128), "L": 128, "I;16": 40000, "P": 3, "CMYK": (0, 255, 0, 0)}.get(mode, (9, 9, 9))
+    image = Image.new(mode, size, color)
+    out = io.BytesIO()
+    if exif_rotate:
+        exif = Image.Exif()
+        exif[0x0112] = 6  # rotate 90 degrees on display
+        image.save(out, fmt, exif=exif)
+    else:
+        image.save(out, fmt)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("name,raw", [
+    ("rgba.png", _image_bytes("RGBA")), ("gray16.png", _image_bytes("I;16")), ("palette.png", _image_bytes("P")),
+    ("cmyk.jpg", _image_bytes("CMYK", "JPEG")), ("phone.jpg", _image_bytes("RGB", "JPEG", exif_rotate=True)),
+])
+def test_attention_upload_converts_every_mode(name, raw):
+    at = run_page("pages/attention.py")
+    at.radio(key="att_source").set_value("upload").run()
+    assert "Upload an image" in at.info[0].value
+    at.file_uploader(key="att_upload").upload(name, raw).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert len(at.get("plotly_chart")) == 4
+
+
+@pytest.mark.parametrize("raw,message", [
+    (b"", "is empty"), (b"GIF89a garbage", "is not a readable image"),
+    (_image_bytes("L", size=(8000, 5100)), "the limit is 40"),
+])
+def test_attention_bad_upload_is_one_sentence_and_app_keeps_running(raw, message):
+    at = run_page("pages/attention.py")
+    at.radio(key="att_source").set_value("upload").run()
+    at.file_uploader(key="att_upload").upload("bad.png", raw).run()
+    assert not at.exception and message in at.error[0].value
+    at.radio(key="att_source").set_value("sample scene").run()  # nothing else was lost
+    assert not at.exception and not at.error and len(at.get("plotly_chart")) == 4
