@@ -109,6 +109,15 @@ if missing and not run:
 if hub_reported:
     st.caption(f"Dashed: published ImageNet-1k top-1 ({reported.SOURCE}), not measured here.")
 
+size = st.selectbox("published ImageNet-1k numbers (DeiT-III, 400 epochs) for", ["none", "small", "base", "large"],
+                    key="res_reported", help="From the rope-vit README: top-1 at 224 and 384 px. Shown apart: "
+                                             "they are ImageNet, not these scenes, and are not measured here.")
+if size != "none":
+    paper = reported.reported_rows((size,))
+    fig = figures.fig_accuracy_vs_resolution([], {"ImageNet training": 224}, reported=paper,
+                                             title=f"Reported (not measured here): ViT-{size[0].upper()} on ImageNet-1k")
+    st.plotly_chart(fig, key="res_reported_chart")
+
 st.dataframe(rows, hide_index=True, width="stretch", key="res_table")
 c1, c2 = st.columns(2)
 c1.download_button("Download CSV", sweep.rows_to_csv(rows), file_name="resolution_sweep.csv", mime="text/csv",

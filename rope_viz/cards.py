@@ -21,6 +21,7 @@ def evaluate_for_card(name: str, resolutions=CARD_RESOLUTIONS, limit: int = 2000
     Returns {"limit", "position", "top1": {mode: {res: pct}}, "top5": {...}, "command"}.
     """
     table = {"limit": limit, "position": "extrapolate", "top1": {}, "top5": {},
+             "device": models.device_description(device or models.default_device()),
              "command": f"python -m rope_viz eval --model {name} --limit {limit} --write"}
     done_before = 0
     for mode in CARD_MODES:

@@ -278,7 +278,7 @@ def scene_tensors(seeds: range, resolution: int, mode: str = "zoom", cache_dir: 
     if (path, len(seeds)) in _RECENT:  # sweeps ask for the same sets again and again
         return _RECENT[(path, len(seeds))]
     images, labels = _scene_tensors(path, seeds, resolution, mode, workers)
-    if images.numel() <= 64 << 20:  # keep small sets (up to 64 MB) in memory
+    if images.numel() <= 256 << 20:  # keep sets up to 256 MB in memory
         _RECENT[(path, len(seeds))] = images, labels
         while len(_RECENT) > 12:
             _RECENT.pop(next(iter(_RECENT)))

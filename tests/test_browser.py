@@ -117,8 +117,8 @@ def test_attention_click_moves_query_and_changes_maps(page, streamlit_url):
 def test_resolution_small_sweep_and_csv_download(page, streamlit_url, tmp_path):
     page.goto(streamlit_url + "/resolution")
     wait_for_app(page)
-    page.get_by_label("images per cell (N)").fill("16")
-    page.get_by_label("images per cell (N)").press("Enter")
+    page.get_by_label("images per cell (N)", exact=True).fill("16")
+    page.get_by_label("images per cell (N)", exact=True).press("Enter")
     wait_for_app(page)
     page.get_by_role("button", name="Run sweep").click()
     page.wait_for_selector("[data-testid='stDownloadButton']", timeout=300_000)

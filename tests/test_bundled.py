@@ -11,7 +11,7 @@ CARDS = sorted(models.BUNDLED_DIR.glob("*.json"))
 NAMES = [c.stem for c in CARDS]
 # Models that do not reach the 85% bar yet, with what was measured. Strict xfail: once a retrained
 # model passes, the test fails until its line is removed here.
-BELOW_BAR: dict[str, str] = {}
+BELOW_BAR = {"scenes-ape": "61% on these 256 scenes (57% on 2000) after the shared 3-epoch recipe; see README"}
 
 
 @pytest.fixture(autouse=True)

@@ -138,6 +138,9 @@ def test_resolution_sweep_every_control(scene_cache):
     for view in ("change from the training resolution (points)", "top-5 (%)"):
         at.radio(key="res_view").set_value(view).run()
         assert not at.exception
+    at.selectbox(key="res_reported").set_value("base").run()
+    assert not at.exception and len(at.get("plotly_chart")) == 2
+    at.selectbox(key="res_reported").set_value("none").run()
     at.radio(key="res_position").set_value("interpolate").run()
     at.selectbox(key="res_data").set_value("shapes:canvas").run()
     assert not at.exception and "Run sweep (6 of 6" in at.button(key="res_run").label
