@@ -75,22 +75,11 @@ def attention_panel():
             key=f"att_chart_{name}", on_select="rerun", selection_mode="points")
     table = [{"model": name, "panel": label, "x": x, "y": y, "attention": float(a[y, x])}
              for name, p in panels.items() for label, a in p.items() for y in range(gh) for x in range(gw)]
-    st.download_button("Download these maps (CSV)", data=_csv(table), file_name=f"attention_{view}_{resolution}px.csv",
+    st.download_button("Download these maps (CSV)", data=views.to_csv(table), file_name=f"attention_{view}_{resolution}px.csv",
                        mime="text/csv", key="att_download")
     st.caption("Colour: attention weight (softmax probability, one scale shared by every panel). "
                "× marks the query patch. CLS and rollout maps start from the CLS token; attention to the "
                "CLS token itself is not drawn, so a map sums to less than 1.")
-
-
-def _csv(rows: list[dict]) -> str:
-    import csv
-    import io
-
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return out.getvalue()
 
 
 attention_panel()

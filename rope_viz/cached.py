@@ -112,15 +112,9 @@ def get_capture(name: str, device: str, pixels_key: str, _pixels: np.ndarray):
     from rope_viz import capture
 
     loaded = get_model(name, device)
-    x = torch.from_numpy(_pixels).permute(2, 0, 1).float().div(255)  # (3, R, R)
-    mean = torch.tensor(loaded.spec.mean).view(3, 1, 1)
-    std = torch.tensor(loaded.spec.std).view(3, 1, 1)
-    x = ((x - mean) / std).unsqueeze(0).to(device)
-    qk = capture.capture_qk(loaded, x)
-    with torch.inference_mode():
-        logits = loaded.module(x)[0].float().cpu()
+    qk = capture.capture_qk(loaded, loaded.normalise(torch.from_numpy(_pixels).permute(2, 0, 1)[None]))
     return capture.QK(q=qk.q.cpu(), k=qk.k.cpu(), grid=qk.grid, num_prefix_tokens=qk.num_prefix_tokens,
-                      scale=qk.scale), logits
+                      scale=qk.scale), qk.logits[0].cpu()
 
 
 def pixels_key(pixels: np.ndarray) -> str:
@@ -185,9 +179,7 @@ def get_attribution(name: str, device: str, key: str, _pixels: np.ndarray, metho
     from rope_viz import attribution
 
     loaded = get_random_model(name, device) if randomized else get_model(name, device)
-    x = torch.from_numpy(_pixels).permute(2, 0, 1).float().div(255)
-    x = ((x - torch.tensor(loaded.spec.mean).view(3, 1, 1)) / torch.tensor(loaded.spec.std).view(3, 1, 1))
-    x = x.unsqueeze(0).to(device)
+    x = loaded.normalise(torch.from_numpy(_pixels).permute(2, 0, 1)[None])
     options = {"steps": steps, "mean": loaded.spec.mean, "std": loaded.spec.std}
     if block >= 0:
         options["block"] = min(block, len(loaded.module.blocks) - 1)

@@ -39,6 +39,7 @@ class QK:
     grid: tuple[int, int]  # (gh, gw) patches
     num_prefix_tokens: int
     scale: float  # softmax temperature, head_dim ** -0.5 in timm
+    logits: torch.Tensor | None = None  # (B, C) output of the same forward
 
     @property
     def num_layers(self) -> int:
@@ -136,7 +137,7 @@ def capture_qk(loaded_or_module, images: torch.Tensor) -> QK:
                 handles.append(attn.q_norm.register_forward_hook(keep(qs, i)))
                 handles.append(attn.k_norm.register_forward_hook(keep(ks, i)))
             with torch.inference_mode():
-                module(images)
+                logits = module(images)
         finally:
             for handle in handles:
                 handle.remove()
@@ -146,7 +147,8 @@ def capture_qk(loaded_or_module, images: torch.Tensor) -> QK:
     q = torch.stack([qs[i] for i in range(depth)], dim=1)  # (B, L, H, N, D)
     k = torch.stack([ks[i] for i in range(depth)], dim=1)
     scale = float(getattr(module.blocks[0].attn, "scale", q.shape[-1] ** -0.5))
-    return QK(q=q, k=k, grid=(height // patch, width // patch), num_prefix_tokens=npt, scale=scale)
+    return QK(q=q, k=k, grid=(height // patch, width // patch), num_prefix_tokens=npt, scale=scale,
+              logits=logits.float())
 
 
 def check_query(qk: QK, query_index: int) -> None:

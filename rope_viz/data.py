@@ -262,6 +262,12 @@ def render_batch(seeds, resolution: int, mode: str = "zoom") -> tuple[torch.Tens
     return torch.stack(images), torch.tensor(labels, dtype=torch.int64)
 
 
+def normalise(images: torch.Tensor, mean, std) -> torch.Tensor:
+    """uint8 (B, 3, R, R) -> float (B, 3, R, R) normalised with the model's statistics."""
+    x = images.float() / 255.0
+    return (x - torch.tensor(mean, device=x.device).view(1, 3, 1, 1)) / torch.tensor(std, device=x.device).view(1, 3, 1, 1)
+
+
 def scene_cache_dir() -> Path:
     """Where rendered scene tensors are kept (env ROPE_VIZ_CACHE, default ~/.cache/rope_viz)."""
     return Path(os.environ.get("ROPE_VIZ_CACHE", Path.home() / ".cache" / "rope_viz"))

@@ -10,6 +10,7 @@ from plotly.subplots import make_subplots
 
 DIVERGING = "RdBu_r"
 SEQUENTIAL = "Viridis"
+PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]  # one per model
 
 
 def _np(a) -> np.ndarray:
@@ -214,11 +215,10 @@ def fig_stat_by_layer(stats: dict[str, np.ndarray], title: str, y_title: str, va
     Shapes: stats {model label: (L, H)}
     """
     fig = go.Figure()
-    palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
     for i, (label, values) in enumerate(stats.items()):
         v = _np(values).astype(np.float64)
         L, H = v.shape
-        color = palette[i % len(palette)]
+        color = PALETTE[i % len(PALETTE)]
         layers = np.repeat(np.arange(L), H)
         fig.add_trace(go.Scatter(x=layers, y=v.ravel(), mode="markers", name=f"{label}: heads",
                                  marker=dict(color=color, size=6, opacity=0.35), legendgroup=label,
@@ -234,8 +234,6 @@ def fig_stat_by_layer(stats: dict[str, np.ndarray], title: str, y_title: str, va
     fig.update_layout(title=title, height=400, legend=dict(orientation="h", y=-0.25))
     return fig
 
-
-PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
 
 
 def fig_accuracy_vs_resolution(rows: list[dict], train_res: dict[str, int], value: str = "top1",

@@ -73,6 +73,12 @@ class LoadedModel:
     spec: ModelSpec
     device: str = "cpu"
 
+    def normalise(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 pixels -> the model's input on its device. Shapes: (B, 3, R, R) -> (B, 3, R, R) float32"""
+        from rope_viz import data
+
+        return data.normalise(images.to(self.device), self.spec.mean, self.spec.std)
+
     def preprocess(self, image, resolution: int) -> torch.Tensor:
         """Any PIL image -> the model's normalised input: RGB, resize the short side to
         `resolution` (bicubic), centre crop square, normalise with the model's mean/std.

@@ -188,15 +188,13 @@ def check_memory(module, batch: int, resolution: int, patch_size: int, device: s
 def count_correct(module: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, mean, std,
                   device: str, batch_size: int = 128) -> tuple[int, int, int]:
     """(top-1 hits, top-5 hits, n) of a module on uint8 images. Shapes: images (N, 3, R, R) uint8"""
-    mean_t = torch.tensor(mean, device=device).view(1, 3, 1, 1)
-    std_t = torch.tensor(std, device=device).view(1, 3, 1, 1)
     top1 = top5 = 0
     cuda = str(device).startswith("cuda")
     with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
         for start in range(0, len(labels), batch_size):
-            x = images[start:start + batch_size].to(device, non_blocking=True).float().div_(255)
+            x = data.normalise(images[start:start + batch_size].to(device, non_blocking=True), mean, std)
             y = labels[start:start + batch_size].to(device)
-            logits = module((x - mean_t) / std_t)
+            logits = module(x)
             top = logits.topk(min(5, logits.shape[-1]), dim=-1).indices  # (B, 5)
             top1 += (top[:, 0] == y).sum().item()
             top5 += (top == y[:, None]).any(-1).sum().item()
@@ -319,9 +317,7 @@ def attention_sweep(model_names, resolutions, dataset: str = "shapes", limit: in
                 return rows
             resolution = snap_resolution(int(requested), loaded.spec.patch_size)
             images, _ = eval_images(evalset, loaded.spec, resolution, limit)
-            x = images.to(device).float().div(255)
-            x = (x - torch.tensor(loaded.spec.mean, device=device).view(1, 3, 1, 1)) / \
-                torch.tensor(loaded.spec.std, device=device).view(1, 3, 1, 1)
+            x = loaded.normalise(images)
             distance, entropy = [], []
             for start in range(0, len(x), 8):  # a few images per capture keeps q and k small
                 qk = capture.capture_qk(loaded, x[start:start + 8])
@@ -337,17 +333,13 @@ def attention_sweep(model_names, resolutions, dataset: str = "shapes", limit: in
                 progress(done, total, rows[-1])
     return rows
 
+
 CSV_COLUMNS = ("model", "resolution", "requested", "mode", "position", "top1", "top5", "n", "correct1", "correct5",
                "seconds")
 
 
 def rows_to_csv(rows: list[dict]) -> str:
     """Sweep rows as CSV text with CSV_COLUMNS (the CLI and the page write the same file)."""
-    import csv
-    import io
+    from rope_viz import views
 
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return out.getvalue()
+    return views.to_csv(rows, CSV_COLUMNS)

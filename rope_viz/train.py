@@ -57,12 +57,6 @@ class TrainConfig:
             init_values=self.layer_scale_init, global_pool=self.global_pool)
 
 
-def normalise(images: torch.Tensor, mean, std) -> torch.Tensor:
-    """uint8 (B, 3, R, R) -> float (B, 3, R, R) normalised with the model's statistics."""
-    x = images.float() / 255.0
-    return (x - torch.tensor(mean, device=x.device).view(1, 3, 1, 1)) / torch.tensor(std, device=x.device).view(1, 3, 1, 1)
-
-
 def augment(images: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tensor:
     """Random translation (edge pixels repeated) and brightness. Shapes: (B, 3, R, R) uint8 -> float in [0, 255]"""
     B, _, R, _ = images.shape
@@ -129,7 +123,7 @@ def train(config: TrainConfig, out_dir: Path, device: str | None = None, resume:
                 for g in optimizer.param_groups:
                     g["lr"] = lr_at(step, total, warmup, config.lr)
                 idx = order[i * config.batch_size:(i + 1) * config.batch_size]
-                x = normalise(augment(images[idx], config.max_shift, gen), config.mean, config.std)
+                x = data.normalise(augment(images[idx], config.max_shift, gen), config.mean, config.std)
                 x, y = x.to(device), labels[idx].to(device)
                 logits = model(x)
                 loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)

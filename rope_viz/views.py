@@ -74,6 +74,18 @@ def attention_panels(qk, view: str, layer: int, head: int, query_xy: tuple[int, 
     return {f"head {head}": grids[head]}
 
 
+def to_csv(rows: list[dict], columns=None) -> str:
+    """Rows as CSV text; columns default to the first row's keys, extra keys are left out."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(columns or rows[0]), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
 def top_k(logits, class_names, k: int = 5) -> list[dict]:
     """The k most probable classes. Shapes: logits (C,) -> [{rank, class, probability %}]"""
     import torch

@@ -45,6 +45,14 @@ def wait_for_plots(pg, count: int, name: str, timeout=120_000):
     wait_for_app(pg)
 
 
+def open_page(pg, url: str, plots: int, name: str):
+    """Go to a page, wait for its run to finish and its charts to draw, and check it shows no error."""
+    pg.goto(url)
+    wait_for_app(pg)
+    wait_for_plots(pg, plots, name)
+    assert_no_error(pg)
+
+
 def assert_no_error(pg):
     errors = pg.locator("[data-testid='stException'], [data-testid='stAlertContentError']")
     assert errors.count() == 0, errors.first.inner_text()
@@ -65,10 +73,7 @@ def test_home_and_navigation_titles(page, streamlit_url):
 
 
 def test_frequencies_renders_plots_and_click_moves_query(page, streamlit_url):
-    page.goto(streamlit_url + "/frequencies")
-    wait_for_app(page)
-    wait_for_plots(page, 4, "frequencies")
-    assert_no_error(page)
+    open_page(page, streamlit_url + "/frequencies", 4, "frequencies")
     query_x = page.get_by_label("query x (column)")
     before = query_x.input_value()
     # Click a patch near the top-left of the first kernel panel (the transparent scatter layer).
@@ -93,10 +98,7 @@ def heatmap_z(page, chart_index: int) -> str:
 
 
 def test_attention_click_moves_query_and_changes_maps(page, streamlit_url):
-    page.goto(streamlit_url + "/attention")
-    wait_for_app(page)
-    wait_for_plots(page, 4, "attention")
-    assert_no_error(page)
+    open_page(page, streamlit_url + "/attention", 4, "attention")
     query_x = page.get_by_label("query x (patch column)")
     before_x, before_maps = query_x.input_value(), heatmap_z(page, 0)
     chart = page.locator(".js-plotly-plot").first
@@ -135,10 +137,7 @@ def test_resolution_small_sweep_and_csv_download(page, streamlit_url, tmp_path):
 
 
 def test_attribution_page_renders_both_models(page, streamlit_url):
-    page.goto(streamlit_url + "/attribution")
-    wait_for_app(page)
-    wait_for_plots(page, 1, "attribution")
-    assert_no_error(page)
+    open_page(page, streamlit_url + "/attribution", 1, "attribution")
     titles = page.locator(".js-plotly-plot").first.inner_text()
     assert "APE" in titles and "RoPE-Mixed" in titles  # the bundled defaults, side by side
     page.screenshot(path=str(SCREENSHOTS / "attribution.png"), full_page=True)
