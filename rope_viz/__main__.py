@@ -120,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     train_p.add_argument("--train-scenes", dest="train_scenes", type=int)
     train_p.add_argument("--batch-size", dest="batch_size", type=int)
     train_p.add_argument("--lr", type=float)
+    train_p.add_argument("--ape-init", dest="ape_init", choices=("sincos", "random"),
+                         help="start of the APE table (default: sincos; random is timm's truncated normal)")
     train_p.add_argument("--out", default=str(models.BUNDLED_DIR), help="output folder (default: assets/models)")
     train_p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when present)")
     train_p.add_argument("--resume", action="store_true", help="continue an interrupted run")

@@ -2,16 +2,17 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import pytest
 
-from rope_viz import cards, data, models, sweep
+from rope_viz import cards, data, models, sweep, train
 
 CARDS = sorted(models.BUNDLED_DIR.glob("*.json"))
 NAMES = [c.stem for c in CARDS]
-# Models that do not reach the 85% bar yet, with what was measured. Strict xfail: once a retrained
-# model passes, the test fails until its line is removed here.
-BELOW_BAR = {"scenes-ape": "61% on these 256 scenes (57% on 2000) after the shared 3-epoch recipe; see README"}
+# Models that do not reach the 85% bar, with what was measured (none today). Strict xfail: once a
+# retrained model passes, the test fails until its line is removed here.
+BELOW_BAR: dict[str, str] = {}
 
 
 @pytest.fixture(autouse=True)
@@ -33,8 +34,10 @@ def test_card_agrees_with_registry(name):
     assert spec.source == "bundled" and spec.pos == card["pos"] and spec.train_res == card["train_res"]
     assert spec.patch_size == card["architecture"]["patch_size"] and list(spec.class_names) == data.CLASS_NAMES
     assert card["command"] == f"python -m rope_viz train --pos {card['pos']} --seed {card['recipe']['seed']}"
+    recipe = {k: v for k, v in asdict(train.TrainConfig(pos=card["pos"])).items() if k not in ("mean", "std", "extra")}
+    assert card["recipe"] == recipe  # one shared recipe: today's defaults, only the position kind differs
     table = card["eval"]
-    assert table["limit"] >= 2000 and set(table["top1"]) == set(cards.CARD_MODES)
+    assert table["limit"] >= 2000 and table["top1"]["zoom"][str(card["train_res"])] >= 90.0 and set(table["top1"]) == set(cards.CARD_MODES)
     for mode in cards.CARD_MODES:
         assert [int(r) for r in table["top1"][mode]] == list(cards.CARD_RESOLUTIONS)
 

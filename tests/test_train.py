@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from rope_viz import data, models, train
@@ -29,3 +30,27 @@ def test_augment_keeps_shape_and_only_translates():
     ratio = out.sum((1, 2, 3)) / images.float().sum((1, 2, 3))
     assert out.shape == images.shape and ((ratio > 0.8) & (ratio < 1.2)).all()
     assert train.lr_at(0, 100, 10, 1.0) == 0.1 and train.lr_at(100, 100, 10, 1.0) == 0.0
+
+
+def test_sincos_table_layout_and_relative_dot_products():
+    table = train.sincos_position_table(8, 16)  # 4 frequencies per quarter
+    omega = 10_000.0 ** (-torch.arange(4, dtype=torch.float64) / 4)
+    y, x = 2, 5
+    row = table[y * 8 + x].double()
+    assert table.shape == (64, 16)
+    assert torch.allclose(row, torch.cat([(x * omega).sin(), (x * omega).cos(), (y * omega).sin(), (y * omega).cos()]).float().double(), atol=1e-6)
+    # sin a sin b + cos a cos b = cos(a - b): token similarity depends only on the position difference
+    same_shift = [table[0] @ table[1 * 8 + 3], table[4 * 8 + 2] @ table[5 * 8 + 5]]  # both (dy, dx) = (1, 3)
+    assert abs(float(same_shift[0] - same_shift[1])) < 1e-5
+    with pytest.raises(ValueError, match="divisible by 4"):
+        train.sincos_position_table(8, 18)
+
+
+def test_build_model_initialises_only_ape_tables():
+    sincos = train.build_model(train.TrainConfig(pos="ape", embed_dim=32, depth=1, num_heads=2, ape_init="sincos"))
+    assert torch.equal(sincos.pos_embed[0], train.sincos_position_table(8, 32))
+    random = train.build_model(train.TrainConfig(pos="ape", embed_dim=32, depth=1, num_heads=2))
+    assert float(random.pos_embed.std()) < 0.05  # timm's truncated normal, std 0.02
+    assert train.build_model(train.TrainConfig(pos="rope_mixed", embed_dim=32, depth=1, num_heads=2)).pos_embed is None
+    again = train.build_model(train.TrainConfig(pos="ape", embed_dim=32, depth=1, num_heads=2, ape_init="sincos"))
+    assert all(torch.equal(a, b) for a, b in zip(sincos.state_dict().values(), again.state_dict().values()))  # seeded
