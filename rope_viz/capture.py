@@ -17,13 +17,14 @@ from dataclasses import dataclass
 import torch
 
 from rope_viz import rope
+from rope_viz.errors import RopeVizError
 
 _LOCKS: "weakref.WeakKeyDictionary[torch.nn.Module, threading.Lock]" = weakref.WeakKeyDictionary()
 _LOCKS_GUARD = threading.Lock()
 ROW_CHUNK = 1024  # query rows per matmul when a full map is needed: bounds the (B, H, chunk, N) buffer
 
 
-class CaptureError(ValueError):
+class CaptureError(RopeVizError):
     """A capture could not run; the message is one sentence meant for the UI."""
 
 

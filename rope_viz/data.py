@@ -24,12 +24,13 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from rope_viz.errors import RopeVizError
 from rope_viz.shapes import SHAPES, coverage, sdf_segment, sdf_shape
 
 MAX_PIXELS = 40_000_000  # uploads above this are refused before decoding
 
 
-class ImageError(ValueError):
+class ImageError(RopeVizError):
     """An image could not be used; the message is one sentence meant for the UI."""
 
 

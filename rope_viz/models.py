@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from rope_viz.errors import RopeVizError
+
 log = logging.getLogger(__name__)
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
@@ -38,7 +40,7 @@ HUB_OFFLINE_HELP = (
 )
 
 
-class ModelLoadError(ValueError):
+class ModelLoadError(RopeVizError):
     """A model could not be listed or loaded; the message is one sentence meant for the UI."""
 
 

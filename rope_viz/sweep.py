@@ -24,6 +24,7 @@ from typing import Callable, MutableMapping
 import torch
 
 from rope_viz import data, models, rope
+from rope_viz.errors import RopeVizError
 
 POSITION_MODES = ("extrapolate", "interpolate")
 RESIZE_POLICY = {
@@ -32,7 +33,7 @@ RESIZE_POLICY = {
 }
 
 
-class SweepError(ValueError):
+class SweepError(RopeVizError):
     """A sweep could not run; the message is one sentence meant for the UI."""
 
 
