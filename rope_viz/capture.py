@@ -15,6 +15,7 @@ import weakref
 from dataclasses import dataclass
 
 import torch
+from timm.layers import apply_rot_embed_cat
 
 from rope_viz import rope
 from rope_viz.errors import RopeVizError
@@ -94,11 +95,12 @@ def check_capture_memory(module: torch.nn.Module, batch: int, height: int, width
 def capture_qk(loaded_or_module, images: torch.Tensor) -> QK:
     """Run one forward and keep every layer's post-RoPE q and k (prefix tokens unrotated, as in timm).
 
-    Works for timm Eva (APE, RoPE-Axial, RoPE-Mixed, +APE) and VisionTransformer models.
+    Works for every family in rope_viz.families (naver, EVA-02, SBB, PE, DINOv3, APE-only): prefix
+    tokens (CLS and registers) stay unrotated and patches are rotated with the `rope` argument the
+    attention actually receives, in its own pair layout, so a capture inside families.override_freqs
+    records the overridden rotation.
     Shapes: images (B, 3, H, W) already normalised -> QK with q, k (B, L, H, N, D)
     """
-    from timm.layers import apply_rot_embed_cat
-
     module = _unwrap(loaded_or_module)
     B, _, height, width = images.shape
     patch = patch_size_of(module)
@@ -121,9 +123,10 @@ def capture_qk(loaded_or_module, images: torch.Tensor) -> QK:
                 return  # another session's forward through the shared model
             x = output.detach()
             emb = rope_of.get(index)
-            if emb is not None:  # rotate patch tokens exactly as timm's EvaAttention does
-                half = getattr(module.blocks[index].attn, "rotate_half", False)
-                x = torch.cat([x[:, :, :npt], apply_rot_embed_cat(x[:, :, npt:], emb, half=half)], dim=2)
+            if emb is not None:  # rotate patch tokens exactly as timm's EvaAttention / AttentionRope do
+                attn = module.blocks[index].attn
+                half, n = getattr(attn, "rotate_half", False), attn.num_prefix_tokens
+                x = torch.cat([x[:, :, :n], apply_rot_embed_cat(x[:, :, n:], emb, half=half)], dim=2)
             store[index] = x.float()
         return hook
 

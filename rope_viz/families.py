@@ -1,0 +1,326 @@
+"""Model families: where each kind of timm ViT keeps its positions, read from the model itself.
+
+A family is recognised from the model's own modules and configuration (its rope module's class,
+its attention class, its tokens, its rope grid settings), never from its name. For one family it
+says how to read every layer's and head's frequency vectors w_j in rad/patch for a patch grid,
+which prefix tokens are never rotated (CLS and registers), the position convention (offset of
+patch 0, 'ij'/'xy', interleaved or half-split pairs), and how to change positions at inference
+(`override_freqs`).
+
+Positions in patch units: patch (x, y) of a gh x gw grid sits at p = (x, y) + offset, and timm
+rotates its pair j by w_j . p. Grid-normalised families have grid-dependent w_j:
+- EVA-02, SBB, Perception Encoder scale integer indices by ref_feat_shape / grid: w = band * ref / g;
+- DINOv3 maps patch centres to [-1, 1]: coordinate 2 (i + 0.5 + o) / g - 1, so w = 4 pi / (period g)
+  and the offset is 0.5 + o - g / 2 (per axis, grid-dependent).
+Adding a family is one FAMILIES entry plus its parity test (tests/test_families.py).
+"""
+from __future__ import annotations
+
+import math
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from timm.layers.attention import AttentionRope
+from timm.layers.pos_embed_sincos import RotaryEmbeddingCat, RotaryEmbeddingDinoV3, RotaryEmbeddingMixed
+from timm.models.eva import EvaAttention
+
+from rope_viz import rope_math
+from rope_viz.errors import RopeVizError
+
+__all__ = ["Family", "Convention", "FamilyError", "FAMILIES", "family_of", "get_family", "model_freqs",
+           "positions", "convention", "train_grid", "prefix_tokens", "rope_embed", "override_freqs"]
+
+
+class FamilyError(RopeVizError):
+    """A model whose positional scheme this tool cannot read; one sentence for the UI."""
+
+
+@dataclass(frozen=True)
+class Convention:
+    """How a family places patches. offset: (x, y) of patch (0, 0) in patch units; indexing: 'xy' when
+    the first block of pairs follows x, 'ij' when it follows y (rows); pairs: 'interleaved' (2j, 2j+1)
+    or 'half' (j, j + D/2)."""
+
+    offset: tuple[float, float]
+    indexing: str
+    pairs: str
+
+
+# ---------------------------------------------------------------- readers (one per timm rope class)
+
+def _axis_pairs(wx: torch.Tensor, wy: torch.Tensor, indexing: str) -> torch.Tensor:
+    """Axial pairs: a block along x and a block along y, in the module's channel order.
+
+    Shapes: wx, wy (D/4,) -> (D/2, 2)"""
+    zeros = torch.zeros_like(wx)
+    x_block, y_block = torch.stack([wx, zeros], -1), torch.stack([zeros, wy], -1)
+    return torch.cat([y_block, x_block] if indexing == "ij" else [x_block, y_block], dim=0)
+
+
+def _expand(module, head: torch.Tensor) -> torch.Tensor:
+    """One head's (D/2, 2) for every layer and head. Shapes: -> (L, H, D/2, 2)"""
+    return head.float().expand(len(module.blocks), module.blocks[0].attn.num_heads, -1, -1).contiguous()
+
+
+def _cat_freqs(module, grid) -> torch.Tensor:
+    rope = module.rope
+    if rope.grid_type != "index":
+        raise FamilyError(f"RotaryEmbeddingCat with a '{rope.grid_type}' grid is not a patch-index RoPE; "
+                          "supported: 'index' grids (naver, EVA-02, SBB, Perception Encoder).")
+    gh, gw = grid
+    scale_y, scale_x = 1.0, 1.0
+    if rope.ref_feat_shape is not None:  # EVA's scheme: indices rescaled onto the reference grid
+        ref_h, ref_w = rope.ref_feat_shape
+        scale_y, scale_x = ref_h / gh, ref_w / gw
+    bands = rope.bands.detach().double().cpu()  # (D/4,) rad per index
+    return _expand(module, _axis_pairs(bands * scale_x, bands * scale_y, rope.grid_indexing))
+
+
+def _cat_offset(module, grid) -> tuple[float, float]:
+    offset = float(module.rope.grid_offset)  # added to the index before any reference scaling
+    return offset, offset
+
+
+def _mixed_freqs(module, grid) -> torch.Tensor:
+    freqs = module.rope.freqs.detach().float().cpu().permute(1, 2, 3, 0)  # (2, L, H, D/2) -> (L, H, D/2, 2)
+    # timm multiplies component 0 by the grid's first coordinate: x for 'xy', the row (y) for 'ij'.
+    return (freqs.flip(-1) if module.rope.grid_indexing == "ij" else freqs).contiguous()
+
+
+def _no_offset(module, grid) -> tuple[float, float]:
+    return 0.0, 0.0
+
+
+def _dinov3_denominators(rope, grid) -> tuple[float, float]:
+    gh, gw = grid
+    if rope.normalize_coords == "min":
+        return float(min(gh, gw)), float(min(gh, gw))
+    if rope.normalize_coords == "max":
+        return float(max(gh, gw)), float(max(gh, gw))
+    return float(gh), float(gw)  # 'separate'
+
+
+def _dinov3_freqs(module, grid) -> torch.Tensor:
+    rope = module.rope
+    d_h, d_w = _dinov3_denominators(rope, grid)
+    periods = rope.periods.detach().double().cpu()  # (D/4,)
+    # angle = 2 pi / period * (2 (i + 0.5 + o) / d - 1): 4 pi / (period d) rad per patch
+    return _expand(module, _axis_pairs(4 * math.pi / (periods * d_w), 4 * math.pi / (periods * d_h),
+                                       rope.grid_indexing))
+
+
+def _dinov3_offset(module, grid) -> tuple[float, float]:
+    rope = module.rope
+    d_h, d_w = _dinov3_denominators(rope, grid)
+    o = float(rope.grid_offset)
+    return 0.5 + o - d_w / 2, 0.5 + o - d_h / 2
+
+
+# ---------------------------------------------------------------- matchers (module structure only)
+
+def _rope(module):
+    return getattr(module, "rope", None)
+
+
+def _attn(module):
+    return module.blocks[0].attn
+
+
+def _has_cls(module) -> bool:
+    return getattr(module, "cls_token", None) is not None
+
+
+def _num_registers(module) -> int:
+    reg = getattr(module, "reg_token", None)
+    return 0 if reg is None else int(reg.shape[1])
+
+
+def _ref_cat(module) -> bool:
+    rope = _rope(module)
+    return isinstance(rope, RotaryEmbeddingCat) and rope.ref_feat_shape is not None
+
+
+@dataclass(frozen=True)
+class Family:
+    """One kind of timm ViT position scheme. `matches` looks at modules and configuration only."""
+
+    key: str
+    label: str
+    matches: Callable[[torch.nn.Module], bool]
+    read_freqs: Callable | None  # (module, grid) -> (L, H, D/2, 2) rad/patch; None: no RoPE
+    read_offset: Callable | None  # (module, grid) -> (x, y) of patch 0 in patch units
+    kind: str  # "axial" (each pair on one axis, fixed) | "mixed" (learned 2D per layer and head) | "ape"
+    grid_dependent: bool = False  # rad/patch depends on the grid (normalised positions)
+    about: str = ""
+
+    @property
+    def has_rope(self) -> bool:
+        return self.read_freqs is not None
+
+    @property
+    def learned(self) -> bool:
+        return self.kind == "mixed"
+
+    def display(self, module) -> str:
+        """The label, plus ' + APE' where the model also adds an absolute table to RoPE."""
+        ape = self.has_rope and getattr(module, "pos_embed", None) is not None
+        return self.label + (" + APE" if ape else "")
+
+    def pos(self, module) -> str:
+        """ModelSpec.pos: 'ape', or the frequency kind ('rope_axial' | 'rope_mixed') plus '_ape' with a table."""
+        if not self.has_rope:
+            return "ape"
+        return f"rope_{self.kind}" + ("_ape" if getattr(module, "pos_embed", None) is not None else "")
+
+
+FAMILIES: tuple[Family, ...] = (
+    Family("naver_mixed", "naver RoPE-Mixed", lambda m: isinstance(_rope(m), RotaryEmbeddingMixed),
+           _mixed_freqs, _no_offset, "mixed",
+           about="learned 2D frequencies per layer and head (timm RotaryEmbeddingMixed)"),
+    Family("dinov3", "DINOv3", lambda m: isinstance(_rope(m), RotaryEmbeddingDinoV3), _dinov3_freqs,
+           _dinov3_offset, "axial", grid_dependent=True,
+           about="axial RoPE on patch centres normalised to [-1, 1], half-split pairs, registers"),
+    Family("pe", "Perception Encoder", lambda m: _ref_cat(m) and isinstance(_attn(m), AttentionRope),
+           _cat_freqs, _cat_offset, "axial", grid_dependent=True,
+           about="axial RoPE on indices rescaled to a reference grid, offset 1, 'xy'"),
+    Family("eva02", "EVA-02",
+           lambda m: _ref_cat(m) and isinstance(_attn(m), EvaAttention) and _has_cls(m) and not _num_registers(m),
+           _cat_freqs, _cat_offset, "axial", grid_dependent=True,
+           about="axial RoPE on indices rescaled to a reference grid, 'ij', CLS token"),
+    Family("sbb", "timm SBB RoPE", lambda m: _ref_cat(m) and isinstance(_attn(m), EvaAttention),
+           _cat_freqs, _cat_offset, "axial", grid_dependent=True,
+           about="axial RoPE on indices rescaled to a reference grid, register tokens"),
+    Family("naver_axial", "naver RoPE-Axial",
+           lambda m: isinstance(_rope(m), RotaryEmbeddingCat) and _rope(m).ref_feat_shape is None,
+           _cat_freqs, _cat_offset, "axial",
+           about="fixed axial frequencies on integer patch indices (timm RotaryEmbeddingCat)"),
+    Family("ape", "APE only", lambda m: _rope(m) is None and hasattr(m, "pos_embed") and hasattr(m, "blocks"),
+           None, None, "ape", about="a learned absolute table, no rotary embedding"),
+)
+_BY_KEY = {f.key: f for f in FAMILIES}
+
+
+def get_family(key: str) -> Family:
+    """The family called `key`; FamilyError naming the valid keys otherwise."""
+    if key not in _BY_KEY:
+        raise FamilyError(f"Unknown model family {key!r}; valid: {', '.join(_BY_KEY)}.")
+    return _BY_KEY[key]
+
+
+def family_of(module: torch.nn.Module) -> Family:
+    """The family of a timm model, from its modules. Raises FamilyError naming the supported kinds."""
+    for family in FAMILIES:
+        if family.matches(module):
+            return family
+    rope = _rope(module)
+    found = type(rope).__name__ if rope is not None else type(module).__name__
+    raise FamilyError(f"{found} is not a supported position scheme; supported: "
+                      + ", ".join(f.label for f in FAMILIES) + " (timm Eva and VisionTransformer models).")
+
+
+# ---------------------------------------------------------------- reading positions
+
+def train_grid(module: torch.nn.Module) -> tuple[int, int]:
+    """The patch grid the model was built for (its img_size / patch size): (gh, gw)."""
+    gh, gw = module.patch_embed.grid_size
+    return int(gh), int(gw)
+
+
+def model_freqs(module: torch.nn.Module, grid: tuple[int, int] | None = None) -> torch.Tensor | None:
+    """Every layer's and head's frequency vectors in rad/patch for a patch grid (default: training grid).
+
+    None for APE-only models. Shapes: -> (L, H, D/2, 2) float32, detached, on the CPU
+    """
+    family = family_of(module)
+    if not family.has_rope:
+        return None
+    return family.read_freqs(module, tuple(grid) if grid is not None else train_grid(module)).float()
+
+
+def positions(module: torch.nn.Module, grid: tuple[int, int]) -> torch.Tensor:
+    """Patch positions (x, y) in patch units as the family places them: integer indices plus its offset.
+
+    Shapes: -> (gh * gw, 2) float32, row-major
+    """
+    family = family_of(module)
+    offset = family.read_offset(module, grid) if family.has_rope else (0.0, 0.0)
+    return rope_math.grid_positions(*grid) + torch.tensor(offset, dtype=torch.float32)
+
+
+def convention(module: torch.nn.Module, grid: tuple[int, int] | None = None) -> Convention:
+    """The family's position convention for this model and grid."""
+    family = family_of(module)
+    if not family.has_rope:
+        return Convention((0.0, 0.0), "xy", "interleaved")
+    grid = tuple(grid) if grid is not None else train_grid(module)
+    half = bool(getattr(_attn(module), "rotate_half", False))
+    return Convention(family.read_offset(module, grid), module.rope.grid_indexing, "half" if half else "interleaved")
+
+
+def prefix_tokens(module: torch.nn.Module) -> dict[str, int]:
+    """Tokens before the patches, never rotated: {'cls': 0|1, 'registers': n, 'total': cls + n}."""
+    return {"cls": int(_has_cls(module)), "registers": _num_registers(module),
+            "total": int(getattr(module, "num_prefix_tokens", 0))}
+
+
+def rope_embed(freqs_layer: torch.Tensor, pos: torch.Tensor, half: bool) -> torch.Tensor:
+    """timm's rope argument, cat(sin, cos) in the attention's pair layout, from freqs and positions.
+
+    Shapes: freqs_layer (H, D/2, 2), pos (N, 2) -> (H, N, 2D)
+    """
+    angles = rope_math.angles(freqs_layer, pos)  # (H, N, D/2)
+    sin, cos = angles.sin(), angles.cos()
+    if half:
+        sin, cos = torch.cat([sin, sin], -1), torch.cat([cos, cos], -1)  # (j, j + D/2) pairs
+    else:
+        sin, cos = sin.repeat_interleave(2, -1), cos.repeat_interleave(2, -1)  # (2j, 2j+1) pairs
+    return torch.cat([sin, cos], dim=-1)
+
+
+# ---------------------------------------------------------------- inference-time positions
+
+@contextmanager
+def override_freqs(module: torch.nn.Module, freqs: torch.Tensor, grid: tuple[int, int]):
+    """Within the context, forwards of `module` at `grid` by the calling thread only rotate q/k with
+    `freqs` at the family's own positions (integer indices plus its offset, so CLS-patch logits match)
+    instead of the model's own rope.
+
+    A forward pre-hook (with_kwargs, prepended so a capture entered later or earlier sees the result)
+    on each block's attention replaces its `rope` argument; other threads' forwards are untouched and
+    the hooks are removed in `finally`. A forward by the calling thread at another grid raises.
+    Shapes: freqs (L, H, D/2, 2) float32 rad/patch for the patch grid (gh, gw)
+    """
+    family = family_of(module)
+    if not family.has_rope:
+        raise FamilyError(f"{family.label} models have no rotary frequencies to override.")
+    depth, heads = len(module.blocks), _attn(module).num_heads
+    if tuple(freqs.shape[:2]) != (depth, heads) or freqs.shape[-1] != 2:
+        raise FamilyError(f"freqs of shape {tuple(freqs.shape)} do not fit this model: expected ({depth}, {heads}, D/2, 2).")
+    gh, gw = grid
+    device = next(module.parameters()).device
+    pos = positions(module, grid)
+    half = convention(module, grid).pairs == "half"
+    embeds = [rope_embed(freqs[i].float(), pos, half).to(device) for i in range(depth)]  # (H, N, 2D) each
+    owner = threading.get_ident()
+
+    def replace(index):
+        def hook(attn, args, kwargs):
+            if threading.get_ident() != owner:
+                return None  # another session's forward through the shared model
+            tokens = args[0].shape[1] - attn.num_prefix_tokens
+            if tokens != gh * gw:
+                raise FamilyError(f"override_freqs was set for a {gh} x {gw} grid but the forward has {tokens} patches.")
+            return args, {**kwargs, "rope": embeds[index]}  # fp32, as timm builds it
+        return hook
+
+    handles = []
+    try:
+        for i, block in enumerate(module.blocks):
+            handles.append(block.attn.register_forward_pre_hook(replace(i), with_kwargs=True, prepend=True))
+        yield module
+    finally:
+        for handle in handles:
+            handle.remove()
