@@ -5,8 +5,13 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PORT   ?= 8501
 HOST   ?= 127.0.0.1
+# The browser tests drive Debian's chromium. `make test` installs it when it is missing and we are
+# root (as CI is); anyone else gets the one command to run. Overridable so the check itself is tested.
+CHROMIUM ?= $(or $(shell command -v chromium 2>/dev/null),/usr/bin/chromium)
+APT_GET  ?= apt-get
+USER_ID  ?= $(shell id -u)
 
-.PHONY: app test bench install clean models
+.PHONY: app test bench install clean models browser
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,7 +24,19 @@ install: $(VENV)/.installed
 app: install
 	$(PY) -m streamlit run app.py --server.address $(HOST) --server.port $(PORT)
 
-test: install
+browser:
+	@if [ -x "$(CHROMIUM)" ]; then :; \
+	elif [ "$(USER_ID)" = 0 ]; then \
+	  echo "Installing Debian's chromium for the browser tests (apt-get)."; \
+	  DEBIAN_FRONTEND=noninteractive $(APT_GET) update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -q chromium && [ -x "$(CHROMIUM)" ] || \
+	  { echo "Could not install chromium with apt-get; install it with 'apt-get install chromium' and run make test again." >&2; exit 1; }; \
+	else \
+	  echo "The browser tests need Debian's chromium at $(CHROMIUM): run 'sudo apt-get update && sudo apt-get install -y chromium', then make test again." >&2; \
+	  exit 1; \
+	fi
+
+test: install browser
 	PYTHONPATH=$(CURDIR) $(PY) -m pytest
 
 bench: install
