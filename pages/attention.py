@@ -2,7 +2,8 @@
 import streamlit as st
 
 from pages import shared
-from rope_viz import cached, capture, figures, models, views
+from rope_viz import cached, capture, figures, views
+from rope_viz.errors import RopeVizError
 
 st.title("Attention")
 st.markdown(
@@ -23,7 +24,7 @@ captures = {}
 for spec in specs:
     try:
         captures[spec.name] = cached.get_capture(spec.name, device, key, pixels)
-    except (models.ModelLoadError, capture.CaptureError, ValueError) as err:
+    except RopeVizError as err:
         st.error(f"{spec.display}: {err}")
         st.stop()
 

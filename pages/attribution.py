@@ -2,7 +2,8 @@
 import streamlit as st
 
 from pages import shared
-from rope_viz import attribution, cached, figures, models
+from rope_viz import attribution, cached, figures
+from rope_viz.errors import RopeVizError
 
 st.title("Attribution")
 st.markdown(
@@ -26,7 +27,10 @@ target = None if target_name == "(predicted)" else list(class_names).index(targe
 display = c2.radio("display", ["absolute", "signed"], horizontal=True, key="attr_display",
                    help="Signed keeps evidence for (red) and against (blue) the target; absolute shows magnitude.")
 opacity = c3.slider("overlay opacity", 0.0, 1.0, 0.65, 0.05, key="attr_opacity")
-steps = int(c4.number_input("IG steps", 4, 256, 32, step=4, key="attr_steps", help="Integrated Gradients only."))
+ig_steps = c4.selectbox("IG steps", ["auto"] + [16, 32, 64, 128, 256, 512], key="attr_steps",
+                        help="Integrated Gradients only. auto doubles the steps from 32 until the attributions add "
+                             "up to the logit change within 1% (completeness), at most 512.")
+steps = None if ig_steps == "auto" else int(ig_steps)
 block = st.slider("Grad-CAM block", 0, 64, 64, key="attr_block",
                   help="Which block's output Grad-CAM reads (clipped to the model's last block).") \
     if method == "gradcam" else -1
@@ -34,7 +38,7 @@ sanity = st.toggle("sanity check: also show randomly initialised models", key="a
 
 key = cached.pixels_key(pixels)
 device = cached.get_device()
-panels, info = {}, []
+panels, info, warnings = {}, [], []
 try:
     for spec in specs:
         for randomized in ([False, True] if sanity else [False]):
@@ -44,12 +48,17 @@ try:
             info.append({"model": label, "target": spec.class_names[result["target"]],
                          "predicted": spec.class_names[result["predicted"]],
                          "probability of predicted %": round(100 * result["probability"], 2),
-                         "IG delta (logit)": result["delta"]})
-except (models.ModelLoadError, ValueError) as err:
+                         **attribution.ig_columns(result["steps"], result["delta"], result["logit_gap"])})
+            note = attribution.ig_warning(result["steps"], result["delta"], result["logit_gap"], result["capped"])
+            if note:
+                warnings.append(f"{label}: {note}")
+except RopeVizError as err:
     st.error(str(err))
     st.stop()
 
 st.dataframe(info, hide_index=True, width="stretch", key="attr_info")
+for note in warnings:
+    st.warning(note)
 signed = display == "signed" and method in ("ig", "occlusion")
 maps = {label: (r["map"] if signed else abs(r["map"])) for label, r in panels.items()}
 st.plotly_chart(figures.fig_attribution_overlay(pixels, maps, signed, opacity,
@@ -59,4 +68,6 @@ if display == "signed" and not signed:
     st.caption("This method gives magnitudes only; shown as absolute values.")
 st.caption("One colour scale for every panel. Pixel methods are summed (signed) or maxed (absolute) over RGB; "
            "patch methods give one value per patch. IG's delta is its completeness error: the sum of the "
-           "attributions minus the logit change from the baseline (the mean image).")
+           "attributions minus the logit gap, the target logit's change from the baseline (the mean image) to "
+           "the image. With auto steps IG doubles its steps from 32 until |delta| is at most 1% of the gap "
+           "(at most 512).")

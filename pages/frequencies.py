@@ -1,7 +1,8 @@
 """Frequencies: the frequency vectors, phase maps, similarity kernels and spectra of 2D RoPE."""
 import streamlit as st
 
-from rope_viz import cached, figures, models, views
+from rope_viz import cached, figures, views
+from rope_viz.errors import RopeVizError
 
 THEORY = "Theory: RoPE-Axial vs RoPE-Mixed"
 
@@ -42,7 +43,7 @@ if choice == THEORY:
             "RoPE-Mixed (initialisation)": cached.get_theory_freqs("mixed", int(head_dim), float(theta_mixed),
                                                                    int(num_heads), int(seed)),
         }
-    except ValueError as err:
+    except RopeVizError as err:
         st.error(str(err))
         st.stop()
     train_grid, patch_px, learned = 14, 16, None
@@ -50,7 +51,7 @@ else:
     spec = next(s for s in rope_models if s.name == choice)
     try:
         freqs = cached.get_model_freqs(spec.name)
-    except (models.ModelLoadError, ValueError) as err:
+    except RopeVizError as err:
         st.error(str(err))
         st.stop()
     pair_sets = views.axial_vs_mixed(spec.pos, freqs)

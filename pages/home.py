@@ -2,6 +2,7 @@
 import streamlit as st
 
 from rope_viz import cached, models
+from rope_viz.errors import RopeVizError
 
 st.title("rope-viz: what Rotary Position Embedding does inside Vision Transformers")
 st.markdown(
@@ -66,7 +67,7 @@ with st.expander("Add a local checkpoint (.safetensors, .pth, .pt)"):
     if submitted:
         try:
             spec = models.register_local(path.strip(), arch)
-        except models.ModelLoadError as err:
+        except RopeVizError as err:
             st.error(str(err))
         else:
             cached.get_available_models.clear()

@@ -5,6 +5,7 @@ import time
 import streamlit as st
 
 from rope_viz import cached, figures, models, reported, sweep
+from rope_viz.errors import RopeVizError
 
 st.title("Resolution sweeps")
 st.markdown(
@@ -82,7 +83,7 @@ if run:
     try:
         sweep.accuracy_sweep(chosen, resolutions, dataset=dataset, limit=limit, device=cached.get_device(),
                              position=position, progress=progress, cache=cells, load=cached.load_shared)
-    except (models.ModelLoadError, ValueError) as err:
+    except RopeVizError as err:
         st.error(str(err))
     bar.empty()
     rows = cached_rows()
@@ -139,7 +140,7 @@ if st.button("Measure attention statistics", key="res_att_run", disabled=att_row
                                          progress=lambda d, t, r: bar.progress(d / t, text=f"{d}/{t}: {r['model']} "
                                                                                            f"at {r['resolution']} px"))
         cached.get_attention_results()[att_key] = att_rows
-    except (models.ModelLoadError, ValueError) as err:
+    except RopeVizError as err:
         st.error(str(err))
     bar.empty()
 if att_rows:

@@ -62,7 +62,11 @@ def pick_image(prefix: str, patch: int, default_res: int, max_res: int = 2048):
         if upload is None:
             st.info("Upload an image to continue; nothing else changes.")
             st.stop()
-        return cached.get_input_image("upload", upload.name, resolution, upload.getvalue()), resolution
+        pixels = cached.get_input_image("upload", upload.name, resolution, upload.getvalue())
+        note = data.describe_conversion(upload.getvalue(), upload.name)
+        if note:
+            st.info(note)
+        return pixels, resolution
     except data.ImageError as err:
         st.error(str(err))
         st.stop()

@@ -6,11 +6,29 @@ import sys
 from pathlib import Path
 
 from rope_viz import models
+from rope_viz.errors import RopeVizError
+
+USER_ERROR = 2  # exit status for bad input: one sentence on stderr, no traceback
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad argument in one sentence (and points at --help), exit status 2."""
+
+    def error(self, message: str):
+        self.exit(USER_ERROR, f"error: {message[0].upper() + message[1:]}; see `{self.prog} --help`.\n")
+
+
+def fail(err: Exception | str) -> int:
+    """Print one sentence for the user and return the bad-input exit status."""
+    print(f"error: {err}", file=sys.stderr)
+    return USER_ERROR
 
 
 def cmd_info(args) -> int:
     """Print the device and every model with its source, kind and whether its weights are here."""
-    print(f"device: {models.device_description()}")
+    from rope_viz import sweep
+
+    print(f"device: {models.device_description()}, {sweep.memory_description(models.default_device())}")
     available = {s.name for s in models.available_models()}
     print(f"{'model':52} {'source':8} {'position':18} {'res':>4} {'classes':>7}  weights")
     for s in models.list_models():
@@ -27,9 +45,8 @@ def cmd_download(args) -> int:
             if spec.source != "hub":
                 raise models.ModelLoadError(f"{name} is a {spec.source} model; only hub models are downloaded.")
             print(f"{name}: {models.hub_weights_file(name)}")
-        except models.ModelLoadError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 1
+        except RopeVizError as err:
+            return fail(err)
     return 0
 
 
@@ -39,11 +56,13 @@ def cmd_train(args) -> int:
 
     overrides = {k: v for k, v in vars(args).items()
                  if k in train.TrainConfig.__dataclass_fields__ and v is not None}
-    config = train.TrainConfig(**overrides)
     try:
+        config = train.TrainConfig(**overrides)
         path = train.train(config, args.out, device=args.device, resume=args.resume)
     except KeyboardInterrupt:
         return 130
+    except RopeVizError as err:
+        return fail(err)
     print(f"wrote {path} and {path.with_suffix('.json')}")
     return 0
 
@@ -61,21 +80,20 @@ def _progress_bar(total: int, desc: str):
 
 def cmd_eval(args) -> int:
     """Top-1 of one model on held-out scenes at every card resolution, in both modes; --write puts it in the card."""
-    from rope_viz import cards
+    from rope_viz import cards, sweep
 
     try:
         spec = models.get_spec(args.model)
+        sweep.check_request([spec.name], args.resolutions, "shapes", args.limit)
         bar, update = _progress_bar(len(args.resolutions) * len(cards.CARD_MODES), f"eval {spec.name}")
         with bar:
             table = cards.evaluate_for_card(spec.name, args.resolutions, args.limit, args.device, update)
-    except (models.ModelLoadError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    except RopeVizError as err:
+        return fail(err)
     print(cards.format_table(table))
     if args.write:
         if spec.source != "bundled":
-            print(f"error: only bundled models have cards; {spec.name} is {spec.source}.", file=sys.stderr)
-            return 1
+            return fail(f"Only bundled models have cards; {spec.name} is {spec.source}.")
         cards.write_card_eval(spec, table)
         print(f"wrote the table into {spec.path.replace('.safetensors', '.json')}")
     return 0
@@ -86,14 +104,14 @@ def cmd_sweep(args) -> int:
     from rope_viz import sweep
 
     try:
+        sweep.check_request(args.models, args.resolutions, args.data, args.limit, args.batch_size)
         bar, update = _progress_bar(len(args.models) * len(args.resolutions), "sweep")
         with bar:
             rows = sweep.accuracy_sweep(args.models, args.resolutions, dataset=args.data, limit=args.limit,
                                         device=args.device, position=args.position,
                                         batch_size=args.batch_size, progress=update)
-    except (models.ModelLoadError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    except RopeVizError as err:
+        return fail(err)
     for row in rows:
         if row["requested"] != row["resolution"]:
             print(f"note: {row['requested']} px is not a multiple of {row['model']}'s patch size; "
@@ -107,7 +125,7 @@ def cmd_sweep(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rope_viz", description=__doc__)
+    parser = OneLineParser(prog="python -m rope_viz", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="device and models").set_defaults(func=cmd_info)
     download = sub.add_parser("download", help="download hub weights into the Hugging Face cache")

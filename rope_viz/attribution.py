@@ -12,7 +12,11 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
+import math
+
 import torch
+
+from rope_viz.errors import InputError, check_options
 
 METHODS = {
     "ig": "Integrated Gradients",
@@ -24,10 +28,27 @@ METHODS = {
 }
 
 
+# Every option `attribute` knows, with its default; options of other methods are accepted and unused,
+# so one set of settings (the Attribution page's) serves every method. Anything else is a TypeError.
+OPTIONS = {
+    "ig": {"steps": None, "max_steps": 512, "tolerance": 0.01, "internal_batch_size": 16, "baseline": "mean",
+           "mean": (0.5,) * 3, "std": (0.25,) * 3},
+    "saliency": {},
+    "smoothgrad": {"samples": 16, "stdev": 0.15},
+    "occlusion": {"batch": 16},
+    "gradcam": {"block": None},
+    "rollout": {"head_fusion": "mean"},
+}
+ALL_OPTIONS = tuple(name for options in OPTIONS.values() for name in options)
+IG_START_STEPS = 32  # where the doubling starts: enough for smooth models, the page's old default
+IG_BASELINES = ("mean", "black")
+
+
 @dataclass
 class Attribution:
     """Shapes: raw (B, 3, H, W) for pixel methods else None; map (B, H, W) pixel methods or (B, gh, gw)
-    patch methods; delta (B,) IG's convergence error (logit units) else None; target (B,)."""
+    patch methods; delta (B,) IG's completeness error (logit units) else None; target (B,);
+    logit_gap (B,) IG's f(x) - f(baseline) for the target else None."""
 
     method: str
     raw: torch.Tensor | None
@@ -35,6 +56,9 @@ class Attribution:
     delta: torch.Tensor | None
     target: torch.Tensor
     signed: bool  # whether `map` carries a sign (IG, occlusion) or is a magnitude
+    steps: int | None = None  # IG: the steps used (chosen by doubling unless fixed)
+    logit_gap: torch.Tensor | None = None
+    capped: bool = False  # IG: max_steps was reached with |delta| still above tolerance * |gap|
 
 
 class _GridTap(torch.nn.Module):
@@ -83,19 +107,24 @@ def attribute(loaded, x: torch.Tensor, method: str, target=None, **options) -> A
         x: normalised images (B, 3, H, W), H and W multiples of the patch size.
         method: one of METHODS.
         target: class index (int or (B,) tensor); None = each image's predicted class.
-        options: ig: steps (32), internal_batch_size (16), baseline ("mean" | "black");
-            smoothgrad: samples (16), stdev (0.15, in normalised units); gradcam: block (last);
-            rollout: head_fusion ("mean").
+        options: ig: steps (None: doubled from 32 until |delta| <= tolerance * |logit gap|, at most
+            max_steps (512); an int fixes them), tolerance (0.01), internal_batch_size (16),
+            baseline ("mean" | "black"), mean/std (for "black"); smoothgrad: samples (16), stdev
+            (0.15, in normalised units); occlusion: batch (16); gradcam: block (last);
+            rollout: head_fusion ("mean"). Options of other methods are accepted and unused; any
+            other name raises TypeError naming the valid ones.
     """
-    from captum.attr import IntegratedGradients, LayerGradCam, NoiseTunnel, Occlusion, Saliency
+    from captum.attr import LayerGradCam, NoiseTunnel, Occlusion, Saliency
 
+    check_options(options, ALL_OPTIONS, "attribute()")
     if method not in METHODS:
-        raise ValueError(f"Unknown attribution method {method!r}; valid: {', '.join(METHODS)}.")
+        raise InputError(f"Unknown attribution method {method!r}; valid: {', '.join(METHODS)}.")
+    _check_values(options)
     module = _module(loaded)
     B, _, H, W = x.shape
     p = _patch(module)
     if H % p or W % p:
-        raise ValueError(f"Image size {H} x {W} px is not a multiple of the patch size ({p} px).")
+        raise InputError(f"Image size {H} x {W} px is not a multiple of the patch size ({p} px).")
     target = predicted(module, x) if target is None else torch.as_tensor(target, device=x.device).expand(B)
     gh, gw = H // p, W // p
     x = x.detach().clone().requires_grad_(method in ("ig", "saliency", "smoothgrad"))
@@ -110,15 +139,7 @@ def attribute(loaded, x: torch.Tensor, method: str, target=None, **options) -> A
 
     with torch.enable_grad():
         if method == "ig":
-            baseline = torch.zeros_like(x)  # the dataset mean in normalised units
-            if options.get("baseline", "mean") == "black":
-                mean, std = options.get("mean", (0.5,) * 3), options.get("std", (0.25,) * 3)
-                baseline = ((0 - torch.tensor(mean)) / torch.tensor(std)).view(1, 3, 1, 1).to(x).expand_as(x)
-            ig = IntegratedGradients(module)
-            raw, delta = ig.attribute(x, baselines=baseline, target=target, n_steps=int(options.get("steps", 32)),
-                                      internal_batch_size=int(options.get("internal_batch_size", 16)),
-                                      return_convergence_delta=True)
-            return Attribution(method, raw, raw.sum(1), delta.detach(), target, signed=True)
+            return integrated_gradients(module, x, target, **{k: options[k] for k in OPTIONS["ig"] if k in options})
         if method == "saliency":
             raw = Saliency(module).attribute(x, target=target, abs=True)
             return Attribution(method, raw, raw.amax(1), None, target, signed=False)
@@ -135,13 +156,87 @@ def attribute(loaded, x: torch.Tensor, method: str, target=None, **options) -> A
             return Attribution(method, raw, raw[:, 0, ::p, ::p].contiguous(), None, target, signed=True)
         # gradcam
         private = copy.deepcopy(module)  # the tap is a module swap: never on the shared model
-        index = int(options.get("block", len(private.blocks) - 1))
+        block = options.get("block")
+        index = len(private.blocks) - 1 if block is None else int(block)
         if not 0 <= index < len(private.blocks):
-            raise ValueError(f"Block {index} is outside 0..{len(private.blocks) - 1}.")
+            raise InputError(f"Block {index} is outside 0..{len(private.blocks) - 1}.")
         tapped = _TappedBlock(private.blocks[index], private.num_prefix_tokens, lambda: (gh, gw))
         private.blocks[index] = tapped
         cam = LayerGradCam(private, tapped.tap).attribute(x, target=target, relu_attributions=True)  # (B, 1, gh, gw)
         return Attribution(method, None, cam[:, 0].detach(), None, target, signed=False)
+
+
+def _check_values(options: dict) -> None:
+    """One sentence (InputError) for an option value no method can use."""
+    for name in ("max_steps", "internal_batch_size", "samples", "batch"):
+        value = options.get(name, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InputError(f"Attribution option {name} must be a whole number of at least 1, got {value!r}.")
+    steps = options.get("steps")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        raise InputError(f"IG steps must be a whole number of at least 1 (or None to choose them), got {steps!r}.")
+    tolerance = options.get("tolerance", 0.01)
+    if not isinstance(tolerance, (int, float)) or not (0 < tolerance and math.isfinite(tolerance)):
+        raise InputError(f"IG tolerance must be a positive fraction of the logit gap, got {tolerance!r}.")
+    if options.get("baseline", "mean") not in IG_BASELINES:
+        raise InputError(f"Unknown IG baseline {options['baseline']!r}; valid: {', '.join(IG_BASELINES)}.")
+    stdev = options.get("stdev", 0.15)
+    if not isinstance(stdev, (int, float)) or not (stdev >= 0 and math.isfinite(stdev)):
+        raise InputError(f"SmoothGrad stdev must be a non-negative number, got {stdev!r}.")
+
+
+def integrated_gradients(module: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, steps: int | None = None,
+                         max_steps: int = 512, tolerance: float = 0.01, internal_batch_size: int = 16,
+                         baseline: str = "mean", mean=(0.5,) * 3, std=(0.25,) * 3) -> Attribution:
+    """Integrated Gradients that chooses its steps: from IG_START_STEPS (or max_steps if smaller), the
+    steps double until every image's |delta| <= tolerance * |f(x) - f(baseline)| for its target, or
+    max_steps is reached (then `capped` is set). An int `steps` runs exactly that many once.
+
+    Why: at a fixed 32 steps IG missed completeness by half the logit gap on RoPE-Axial, and the
+    page showed the delta but let it stand. Shapes: x (B, 3, H, W), target (B,) -> raw (B, 3, H, W)
+    """
+    from captum.attr import IntegratedGradients
+
+    start = x.detach()
+    reference = torch.zeros_like(start)  # the dataset mean in normalised units
+    if baseline == "black":
+        reference = ((0 - torch.tensor(mean)) / torch.tensor(std)).view(1, 3, 1, 1).to(start).expand_as(start)
+    with torch.no_grad():
+        idx = target.view(-1, 1)
+        gap = (module(start).gather(1, idx) - module(reference).gather(1, idx))[:, 0].float()  # (B,)
+    ig = IntegratedGradients(module)
+    n = steps if steps is not None else min(IG_START_STEPS, max_steps)
+    while True:
+        raw, delta = ig.attribute(x, baselines=reference, target=target, n_steps=n,
+                                  internal_batch_size=internal_batch_size, return_convergence_delta=True)
+        delta = delta.detach().float()
+        within = bool((delta.abs() <= tolerance * gap.abs()).all())
+        if steps is not None or within or n >= max_steps:
+            break
+        n = min(2 * n, max_steps)
+    raw = raw.detach()
+    return Attribution("ig", raw, raw.sum(1), delta, target, signed=True, steps=n, logit_gap=gap,
+                       capped=steps is None and not within)
+
+
+def ig_columns(steps: int | None, delta: float | None, logit_gap: float | None) -> dict:
+    """The table columns that say how far IG can be trusted; empty for other methods (delta None)."""
+    if delta is None:
+        return {}
+    share = None if not logit_gap else round(100 * abs(delta) / abs(logit_gap), 3)
+    return {"IG steps": steps, "IG delta (logit)": delta, "logit gap": logit_gap, "|delta| / gap %": share}
+
+
+def ig_warning(steps: int | None, delta: float | None, logit_gap: float | None, capped: bool,
+               tolerance: float = OPTIONS["ig"]["tolerance"]) -> str | None:
+    """One sentence when IG's attributions do not add up to the logit gap within `tolerance`, else None."""
+    if delta is None or (logit_gap and abs(delta) <= tolerance * abs(logit_gap)):
+        return None
+    share = "all of" if not logit_gap else f"{100 * abs(delta) / abs(logit_gap):.1f}% of"
+    why = (f"the cap of {steps} steps was reached" if capped
+           else f"{steps} fixed steps are too few; choose auto")
+    return (f"Integrated Gradients misses completeness by {share} the logit gap ({why}), so its map does not "
+            f"fully add up to the logit change.")
 
 
 def completeness_gap(module: torch.nn.Module, x: torch.Tensor, attribution: Attribution, baseline=None) -> torch.Tensor:

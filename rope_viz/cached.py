@@ -174,8 +174,9 @@ def get_random_model(name: str, device: str):
 
 @st.cache_data(show_spinner="Computing the attribution…", max_entries=64)
 def get_attribution(name: str, device: str, key: str, _pixels: np.ndarray, method: str, target: int | None,
-                    steps: int, block: int, randomized: bool) -> dict:
-    """{map (h, w) numpy, target, predicted, probability, delta} for one model and image."""
+                    steps: int | None, block: int, randomized: bool) -> dict:
+    """{map (h, w) numpy, target, predicted, probability, delta, logit_gap, steps, capped} for one model
+    and image; steps None lets IG choose them."""
     from rope_viz import attribution
 
     loaded = get_random_model(name, device) if randomized else get_model(name, device)
@@ -188,4 +189,6 @@ def get_attribution(name: str, device: str, key: str, _pixels: np.ndarray, metho
         probs = loaded.module(x)[0].float().softmax(-1)
     return {"map": result.map[0].detach().float().cpu().numpy(), "target": int(result.target[0]),
             "predicted": int(probs.argmax()), "probability": float(probs.max()),
-            "delta": None if result.delta is None else round(float(result.delta[0]), 5)}
+            "delta": None if result.delta is None else float(result.delta[0]),
+            "logit_gap": None if result.logit_gap is None else float(result.logit_gap[0]),
+            "steps": result.steps, "capped": result.capped}

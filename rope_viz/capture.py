@@ -83,13 +83,13 @@ def estimate_capture_bytes(module: torch.nn.Module, batch: int, height: int, wid
 
 def check_capture_memory(module: torch.nn.Module, batch: int, height: int, width: int, device) -> None:
     """Raise CaptureError, with the estimate, when a capture would not fit in free memory."""
-    from rope_viz.sweep import available_memory
+    from rope_viz.sweep import available_memory, format_bytes
 
     need = estimate_capture_bytes(module, batch, height, width)
     free = available_memory(str(device))
-    if need > 0.8 * free:
-        raise CaptureError(f"A capture at {height} x {width} px needs about {need / 2**30:.1f} GiB, but only "
-                           f"{free / 2**30:.1f} GiB is free; choose a lower resolution.")
+    if free is not None and need > 0.8 * free:  # unknown free memory: nothing to compare against
+        raise CaptureError(f"A capture at {height} x {width} px needs about {format_bytes(need)}, but only "
+                           f"{format_bytes(free)} is free; choose a lower resolution.")
 
 
 def capture_qk(loaded_or_module, images: torch.Tensor) -> QK:
@@ -199,7 +199,7 @@ def rollout(qk: QK, head_fusion: str = "mean", layers: int | None = None) -> tor
     """Attention rollout (Abnar & Zuidema 2020): fuse heads, add the residual identity, renormalise,
     multiply through the layers. Shapes: -> (B, N, N), row i = how token i mixes the input tokens"""
     if head_fusion not in HEAD_FUSIONS:
-        raise ValueError(f"Unknown head fusion {head_fusion!r}; valid: {', '.join(HEAD_FUSIONS)}.")
+        raise CaptureError(f"Unknown head fusion {head_fusion!r}; valid: {', '.join(HEAD_FUSIONS)}.")
     B, N = qk.q.shape[0], qk.num_tokens
     eye = torch.eye(N, device=qk.q.device)
     result = eye.expand(B, N, N).clone()
@@ -223,7 +223,7 @@ def mean_attention_distance(qk: QK) -> torch.Tensor:
     patch queries. Attention to prefix tokens has no position: it is left out and the rest renormalised.
     Shapes: -> (B, L, H)"""
     npt, N = qk.num_prefix_tokens, qk.num_tokens
-    dist = patch_distances(qk.grid, qk.q.device)  # (P, P)
+    pos = rope.grid_positions(*qk.grid).to(qk.q.device)  # (P, 2); distances per chunk, never all P x P
     out = []
     for layer in range(qk.num_layers):
         total = 0
@@ -231,7 +231,8 @@ def mean_attention_distance(qk: QK) -> torch.Tensor:
             e = min(s + ROW_CHUNK, N)
             rows = _rows(qk, layer, s, e)[..., npt:]  # (B, H, c, P) patch queries -> patch keys
             rows = rows / rows.sum(-1, keepdim=True)
-            total = total + (rows * dist[s - npt:e - npt]).sum(-1).sum(-1)  # (B, H)
+            dist = torch.cdist(pos[s - npt:e - npt], pos)  # (c, P): at 2048 px a full P x P would be 17 GB
+            total = total + (rows * dist).sum(-1).sum(-1)  # (B, H)
         out.append(total / (N - npt))
     return torch.stack(out, dim=1)
 

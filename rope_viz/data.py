@@ -58,13 +58,41 @@ def load_image(raw: bytes, name: str = "upload") -> Image.Image:
     return to_rgb(image)
 
 
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+SMALL_SIDE = 16  # px: below this an image is mostly interpolation once enlarged to a model's input
+
+
+def describe_conversion(raw: bytes, name: str = "upload") -> str | None:
+    """One sentence on what load_image changed to make `raw` a plain RGB picture (frames, EXIF turn,
+    bit depth, CMYK, transparency, a tiny size), or None when nothing worth saying happened.
+    Call it on bytes load_image accepted."""
+    notes = []
+    with Image.open(io.BytesIO(raw)) as probe:
+        frames = getattr(probe, "n_frames", 1)
+        if frames > 1:
+            notes.append(f"the first of its {frames} frames is used")
+        if probe.getexif().get(0x0112, 1) not in (1, None):
+            notes.append("it is turned upright as its EXIF orientation says")
+        if probe.mode in SIXTEEN_BIT_MODES:
+            bits = 16 if probe.mode.startswith("I;16") else 32
+            notes.append(f"its {bits}-bit values are stretched to 8-bit grey")
+        elif probe.mode == "CMYK":
+            notes.append("its CMYK colours are converted to RGB")
+        if probe.mode in ("RGBA", "LA", "PA", "RGBa") or "transparency" in probe.info:
+            notes.append("transparent pixels are shown on white")
+        width, height = probe.size
+        if min(width, height) < SMALL_SIDE:
+            notes.append(f"it is only {width} x {height} px, so enlarging it shows little detail")
+    return f"{name}: {'; '.join(notes)}." if notes else None
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
     """Any PIL mode -> 8-bit RGB: alpha composited on white, 16-bit/float scaled, CMYK converted."""
     if image.mode == "RGB":
         return image
     if image.mode == "P":
         image = image.convert("RGBA")
-    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+    if image.mode in SIXTEEN_BIT_MODES:
         # 16-bit and float data: stretch the actual range to 0..255 rather than clip it.
         arr = np.asarray(image, dtype=np.float64)
         lo, hi = float(arr.min()), float(arr.max())
@@ -191,7 +219,7 @@ def scene_window(scene: Scene, resolution: int, mode: str) -> tuple[float, float
     if mode == "zoom":
         return 0.0, 0.0, BASE_RES / resolution
     if mode != "canvas":
-        raise ValueError(f"Unknown scene mode {mode!r}; valid: {', '.join(MODES)}.")
+        raise ImageError(f"Unknown scene mode {mode!r}; valid: {', '.join(MODES)}.")
     x0, y0, x1, y1 = scene.pair_box
     half = resolution / 2
     origin = []
@@ -207,7 +235,7 @@ def scene_window(scene: Scene, resolution: int, mode: str) -> tuple[float, float
 def render(scene: Scene, resolution: int, mode: str = "zoom") -> np.ndarray:
     """Rasterise a scene. Shapes: -> (R, R, 3) float64 in [0, 1]"""
     if not isinstance(resolution, int) or not 8 <= resolution <= 1024:
-        raise ValueError(f"Scene resolution must be an integer from 8 to 1024 px, got {resolution}.")
+        raise ImageError(f"Scene resolution must be an integer from 8 to 1024 px, got {resolution}.")
     x0, y0, px = scene_window(scene, resolution, mode)
     centers = (np.arange(resolution) + 0.5) * px
     xs, ys = np.meshgrid(x0 + centers, y0 + centers)  # (R, R) each, row = y

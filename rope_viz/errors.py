@@ -12,3 +12,17 @@ class RopeVizError(ValueError):
     It derives from ValueError so library callers that already catch ValueError keep working;
     pages catch RopeVizError only, so a plain ValueError from a bug is never shown as a polite message.
     """
+
+
+class InputError(RopeVizError):
+    """A setting the user chose (a resolution, a size, a choice from a list) that cannot be used."""
+
+
+def check_options(given, valid, where: str) -> None:
+    """Raise TypeError naming the valid options when `given` holds a name that is not one of them.
+
+    A misspelt option (n_steps for steps) is a caller's bug, not bad input: it must never be ignored.
+    """
+    unknown = sorted(set(given) - set(valid))
+    if unknown:
+        raise TypeError(f"{where} got unknown option(s) {', '.join(unknown)}; valid options: {', '.join(valid)}.")

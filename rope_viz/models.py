@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
 import socket
 import sys
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from rope_viz.errors import RopeVizError
+from rope_viz.errors import InputError, RopeVizError
 
 log = logging.getLogger(__name__)
 
@@ -97,9 +98,9 @@ class LoadedModel:
 
 
 def check_resolution(resolution: int, patch_size: int) -> None:
-    """Raise ValueError unless `resolution` is a positive multiple of the patch size."""
+    """Raise InputError (a RopeVizError) unless `resolution` is a positive multiple of the patch size."""
     if not isinstance(resolution, int) or resolution < patch_size or resolution % patch_size:
-        raise ValueError(
+        raise InputError(
             f"Resolution {resolution} px is not a positive multiple of the patch size ({patch_size} px)."
         )
 
@@ -151,7 +152,7 @@ def pos_label(pos: str) -> str:
     if pos.endswith("_ape") and pos != "ape":
         return names[pos[: -len("_ape")]] + " + APE"
     if pos not in names:
-        raise ValueError(f"Unknown position kind {pos!r}; valid: {', '.join(POS_KINDS)}.")
+        raise InputError(f"Unknown position kind {pos!r}; valid: {', '.join(POS_KINDS)}.")
     return names[pos]
 
 
@@ -247,6 +248,19 @@ def read_state_dict(path: str | os.PathLike) -> dict:
 
             return load_file(str(path))
         return torch.load(path, map_location="cpu", weights_only=True)
+    except MemoryError as err:  # the file may be fine: say what happened, not "corrupt"
+        size = path.stat().st_size / 2**20 if path.exists() else float("nan")
+        raise ModelLoadError(f"There was not enough free memory to read checkpoint {path.name} ({size:.0f} MiB); "
+                             f"close other work or use a machine with more memory.") from err
+    except OSError as err:
+        if isinstance(err, (PermissionError, FileNotFoundError, IsADirectoryError)):
+            raise ModelLoadError(f"Could not open checkpoint {path.name} ({type(err).__name__}).") from err
+        raise ModelLoadError(
+            f"Could not read checkpoint {path.name}: it is not a valid {path.suffix} weights file ({type(err).__name__})."
+        ) from err
+    except pickle.UnpicklingError as err:  # weights_only refused something that is not a tensor
+        raise ModelLoadError(f"Checkpoint {path.name} holds Python objects besides tensors; it is refused because "
+                             f"unpickling them could run code (torch.load with weights_only=True).") from err
     except Exception as err:  # corrupt files raise many types; the user needs one sentence
         raise ModelLoadError(
             f"Could not read checkpoint {path.name}: it is not a valid {path.suffix} weights file ({type(err).__name__})."
@@ -309,7 +323,7 @@ def eva_architecture(pos: str, *, img_size: int, patch_size: int, embed_dim: int
                      init_values: float | None = 1e-5, global_pool: str = "token") -> dict:
     """Eva keyword arguments for the paper's five variants, mirroring timm's naver definitions."""
     if pos not in POS_KINDS:
-        raise ValueError(f"Unknown position kind {pos!r}; valid: {', '.join(POS_KINDS)}.")
+        raise InputError(f"Unknown position kind {pos!r}; valid: {', '.join(POS_KINDS)}.")
     rope = pos != "ape"
     arch = dict(
         img_size=img_size, patch_size=patch_size, embed_dim=embed_dim, depth=depth, num_heads=num_heads,

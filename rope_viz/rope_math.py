@@ -12,6 +12,8 @@ import math
 
 import torch
 
+from rope_viz.errors import InputError
+
 __all__ = [
     "axial_freqs",
     "mixed_freqs",
@@ -25,13 +27,13 @@ __all__ = [
 
 
 def check_rope_config(head_dim: int, theta: float) -> None:
-    """Raise ValueError with one clear sentence if (head_dim, theta) cannot define 2D RoPE."""
+    """Raise InputError (a RopeVizError) with one clear sentence if (head_dim, theta) cannot define 2D RoPE."""
     if not isinstance(head_dim, int) or head_dim <= 0 or head_dim % 4 != 0:
-        raise ValueError(
+        raise InputError(
             f"head_dim must be a positive multiple of 4 (2D RoPE splits it into x and y pairs), got {head_dim}."
         )
     if not (theta > 0 and math.isfinite(theta)):
-        raise ValueError(f"theta must be a positive finite number, got {theta}.")
+        raise InputError(f"theta must be a positive finite number, got {theta}.")
 
 
 def _magnitudes(head_dim: int, theta: float) -> torch.Tensor:
@@ -65,7 +67,7 @@ def mixed_freqs(
     Shapes: -> (depth, num_heads, D/2, 2)
     """
     if num_heads < 1 or depth < 1:
-        raise ValueError(f"num_heads and depth must be at least 1, got {num_heads} and {depth}.")
+        raise InputError(f"num_heads and depth must be at least 1, got {num_heads} and {depth}.")
     mag = _magnitudes(head_dim, theta)  # (D/4,)
     gen = torch.Generator().manual_seed(int(seed))
     a = torch.rand(depth, num_heads, 1, generator=gen) * 2 * math.pi  # (L, H, 1)
@@ -81,7 +83,7 @@ def grid_positions(h: int, w: int, scale: float = 1.0) -> torch.Tensor:
     Shapes: -> (h*w, 2) float32
     """
     if h < 1 or w < 1:
-        raise ValueError(f"grid size must be at least 1 x 1, got {h} x {w}.")
+        raise InputError(f"grid size must be at least 1 x 1, got {h} x {w}.")
     ys, xs = torch.meshgrid(
         torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij"
     )
@@ -133,7 +135,7 @@ def similarity_kernel(freqs: torch.Tensor, h: int, w: int, query_xy: tuple[int, 
     """
     qx, qy = query_xy
     if not (0 <= qx < w and 0 <= qy < h):
-        raise ValueError(f"query ({qx}, {qy}) is outside the {w} x {h} grid (x < {w}, y < {h}).")
+        raise InputError(f"query ({qx}, {qy}) is outside the {w} x {h} grid (x < {w}, y < {h}).")
     offsets = grid_positions(h, w) - torch.tensor([float(qx), float(qy)])  # (N, 2)
     kernel = torch.cos(angles(freqs, offsets)).mean(dim=-1)  # (..., N)
     return kernel.unflatten(-1, (h, w))

@@ -24,7 +24,7 @@ from typing import Callable, MutableMapping
 import torch
 
 from rope_viz import data, models, rope
-from rope_viz.errors import RopeVizError
+from rope_viz.errors import InputError, RopeVizError
 
 POSITION_MODES = ("extrapolate", "interpolate")
 RESIZE_POLICY = {
@@ -107,9 +107,19 @@ def folder_samples(path: str, spec: models.ModelSpec, limit: int | None = None) 
 
 
 def load_folder_batch(samples: list[tuple[Path, int]], resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Shapes: -> images (B, 3, R, R) uint8, labels (B,) int64, with the folder resize policy."""
-    images = [(data.resize_center_crop(data.load_image(p.read_bytes(), p.name), resolution) * 255).round()
-              .to(torch.uint8) for p, _ in samples]
+    """Shapes: -> images (B, 3, R, R) uint8, labels (B,) int64, with the folder resize policy.
+
+    One unreadable file stops the cell with a sentence naming it (skipping it would change n unseen).
+    """
+    images = []
+    for path, _ in samples:
+        try:
+            image = data.load_image(path.read_bytes(), f"{path.parent.name}/{path.name}")
+        except OSError as err:
+            raise SweepError(f"{path} cannot be read ({type(err).__name__}); fix or remove it.") from err
+        except data.ImageError as err:
+            raise SweepError(f"{str(err)[:-1]} (in {path.parent.parent}); fix or remove it.") from err
+        images.append((data.resize_center_crop(image, resolution) * 255).round().to(torch.uint8))
     return torch.stack(images), torch.tensor([label for _, label in samples], dtype=torch.int64)
 
 
@@ -154,16 +164,31 @@ def with_positions(loaded: models.LoadedModel, position: str) -> torch.nn.Module
 
 # ---------------------------------------------------------------- memory
 
-def available_memory(device: str) -> int:
-    """Free bytes on `device` (CUDA: free device memory; CPU: available RAM)."""
+def available_memory(device: str) -> int | None:
+    """Free bytes on `device` (CUDA: free device memory; CPU: available RAM), or None when this
+    machine does not say (callers then say "free memory unknown"; no number is made up)."""
     if str(device).startswith("cuda"):
         return torch.cuda.mem_get_info(torch.device(device))[0]
     import os
 
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError):
-        return 8 << 30
+    except (ValueError, OSError, AttributeError):  # no sysconf (Windows) or no such name
+        return None
+
+
+def format_bytes(n: float) -> str:
+    """Bytes for a sentence: '3.2 GiB', '512.0 MiB', '97.7 KiB' (never '0.0 GiB')."""
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n / 2**10:.1f} KiB"
+
+
+def memory_description(device: str) -> str:
+    """'12.3 GiB free' or, where the machine does not say, 'free memory unknown'."""
+    free = available_memory(device)
+    return "free memory unknown" if free is None else f"{format_bytes(free)} free"
 
 
 def estimate_forward_bytes(module: torch.nn.Module, batch: int, resolution: int, patch_size: int) -> int:
@@ -176,12 +201,16 @@ def estimate_forward_bytes(module: torch.nn.Module, batch: int, resolution: int,
 
 
 def check_memory(module, batch: int, resolution: int, patch_size: int, device: str, extra: int = 0) -> None:
-    """Raise SweepError, with the estimate, when a batch at `resolution` will not fit."""
+    """Raise SweepError, with the estimate, when a batch at `resolution` will not fit.
+
+    When free memory is unknown nothing can be compared: the batch runs, and a real shortage
+    surfaces as the error it is.
+    """
     need = estimate_forward_bytes(module, batch, resolution, patch_size) + extra
     free = available_memory(device)
-    if need > 0.8 * free:
-        raise SweepError(f"{resolution} px needs about {need / 2**30:.1f} GiB for a batch of {batch}, "
-                         f"but only {free / 2**30:.1f} GiB is free on {device}; lower the resolution or batch.")
+    if free is not None and need > 0.8 * free:
+        raise SweepError(f"{resolution} px needs about {format_bytes(need)} for a batch of {batch}, "
+                         f"but only {format_bytes(free)} is free on {device}; lower the resolution or batch.")
 
 
 # ---------------------------------------------------------------- evaluation
@@ -232,8 +261,31 @@ def evaluate_cell(loaded: models.LoadedModel, resolution: int, dataset: str = "s
 
 
 def snap_resolution(resolution: int, patch_size: int) -> int:
-    """The nearest positive multiple of the patch size (how the sweep treats other sizes)."""
+    """The nearest positive multiple of the patch size (how the sweep treats other sizes).
+
+    Zero and negative sizes are refused (InputError), not snapped up to one patch.
+    """
+    if resolution < 1:
+        raise InputError(f"Resolution {resolution} px is not a positive size.")
     return max(patch_size, int(round(resolution / patch_size)) * patch_size)
+
+
+COUNT_NAMES = {"limit": "The number of images per cell (limit)", "batch_size": "The batch size"}
+
+
+def check_request(model_names, resolutions, dataset: str, limit: int, batch_size: int = 1) -> EvalSet:
+    """Refuse a sweep that cannot run before anything loads: unknown models, an unknown data set,
+    zero or negative sizes, counts below 1, no models or no resolutions. Raises a RopeVizError."""
+    if not model_names or not resolutions:
+        raise InputError("A sweep needs at least one model and one resolution.")
+    for name in model_names:
+        models.get_spec(name)  # ModelLoadError naming the valid names
+    for requested in resolutions:
+        snap_resolution(int(requested), 1)
+    for name, value in (("limit", limit), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InputError(f"{COUNT_NAMES[name]} must be a whole number of at least 1, got {value}.")
+    return parse_dataset(dataset)
 
 
 def cell_key(model: str, resolution: int, dataset: str, limit: int, position: str) -> tuple:
@@ -253,7 +305,7 @@ def accuracy_sweep(model_names, resolutions, dataset: str = "shapes", limit: int
     Returns rows with keys model, resolution, mode, position, top1, top5, n (and counts, seconds).
     """
     device = device or models.default_device()
-    parse_dataset(dataset)  # fail before loading anything
+    check_request(model_names, resolutions, dataset, limit, batch_size)  # fail before loading anything
     cells = [(name, r) for name in model_names for r in resolutions]
     rows, done = [], 0
     for name in model_names:
@@ -309,7 +361,7 @@ def attention_sweep(model_names, resolutions, dataset: str = "shapes", limit: in
     from rope_viz import capture
 
     device = device or models.default_device()
-    evalset = parse_dataset(dataset)
+    evalset = check_request(model_names, resolutions, dataset, limit)
     rows, done, total = [], 0, len(model_names) * len(resolutions)
     for name in model_names:
         loaded = load(name, device=device)

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from rope_viz import data, models
+from rope_viz.errors import InputError
 
 
 @dataclass
@@ -68,7 +69,7 @@ def sincos_position_table(grid: int, dim: int, temperature: float = 10_000.0) ->
     w = temperature^(-i / (dim / 4)); the low frequencies make x and y almost linearly readable.
     """
     if dim % 4:
-        raise ValueError(f"A 2D sine-cosine table needs dim divisible by 4, got {dim}.")
+        raise InputError(f"A 2D sine-cosine table needs dim divisible by 4, got {dim}.")
     omega = temperature ** (-torch.arange(dim // 4, dtype=torch.float64) / (dim // 4))
     ys, xs = torch.meshgrid(torch.arange(grid, dtype=torch.float64), torch.arange(grid, dtype=torch.float64),
                             indexing="ij")
@@ -80,7 +81,7 @@ def sincos_position_table(grid: int, dim: int, temperature: float = 10_000.0) ->
 def build_model(config: TrainConfig) -> torch.nn.Module:
     """The untrained Eva for a config, seeded, with its APE table initialised as the recipe says."""
     if config.ape_init not in ("sincos", "random"):
-        raise ValueError(f"Unknown ape_init {config.ape_init!r}; valid: sincos, random.")
+        raise InputError(f"Unknown ape_init {config.ape_init!r}; valid: sincos, random.")
     torch.manual_seed(config.seed)
     model = models.build_eva(config.architecture())
     if model.pos_embed is not None and config.ape_init == "sincos":

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from rope_viz import rope
+from rope_viz.errors import InputError
 
 THEORY_AXIAL_THETA = 100.0  # naver RoPE-Axial
 THEORY_MIXED_THETA = 10.0  # naver RoPE-Mixed initialisation
@@ -23,7 +24,7 @@ def axial_vs_mixed(pos: str, freqs: np.ndarray, seed: int = 0) -> dict[str, np.n
     if pos.startswith("rope_mixed"):
         other = rope.axial_freqs(head_dim, THEORY_AXIAL_THETA).expand(L, H, -1, -1).numpy().copy()
         return {"RoPE-Axial (theory)": other, "RoPE-Mixed (this model, learned)": freqs}
-    raise ValueError(f"Position kind {pos!r} has no rotary frequencies.")
+    raise InputError(f"Position kind {pos!r} has no rotary frequencies.")
 
 
 def frequency_summary(freqs: np.ndarray) -> dict[str, np.ndarray]:
@@ -59,7 +60,7 @@ def attention_panels(qk, view: str, layer: int, head: int, query_xy: tuple[int, 
     from rope_viz import capture
 
     if view not in ATTENTION_VIEWS:
-        raise ValueError(f"Unknown attention view {view!r}; valid: {', '.join(ATTENTION_VIEWS)}.")
+        raise InputError(f"Unknown attention view {view!r}; valid: {', '.join(ATTENTION_VIEWS)}.")
     query = capture.patch_token(qk, *query_xy)
     source = 0 if qk.num_prefix_tokens and view in ("cls", "rollout") else query
     if view == "rollout":

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from rope_viz import attribution, models
+from rope_viz.errors import InputError
 
 
 def model(pos: str, seed: int = 0) -> torch.nn.Module:
@@ -84,3 +85,53 @@ def test_gradcam_leaves_the_shared_model_untouched_and_targets_work():
     assert sum(len(mod._forward_hooks) for mod in m.modules()) == 0
     with pytest.raises(ValueError, match="Block 5 is outside 0..1"):
         attribution.attribute(m, x, "gradcam", block=5)
+
+
+def test_ig_doubles_steps_until_delta_is_one_percent_of_the_logit_gap():
+    m = model("rope_axial", seed=3)
+    x = torch.randn(2, 3, 32, 32)
+    a = attribution.attribute(m, x, "ig")
+    with torch.no_grad():  # the gap from the model itself, independent of captum
+        gap = (m(x) - m(torch.zeros_like(x))).gather(1, a.target.view(-1, 1))[:, 0]
+    torch.testing.assert_close(a.logit_gap, gap, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(a.raw.sum((1, 2, 3)) - gap, a.delta, atol=1e-4, rtol=1e-3)  # completeness
+    assert a.steps in (32, 64, 128, 256, 512)
+    if a.capped:
+        assert a.steps == 512 and (a.delta.abs() > 0.01 * gap.abs()).any()
+    else:
+        assert (a.delta.abs() <= 0.01 * gap.abs()).all()
+    if a.steps > 32:  # the smallest doubling that meets the criterion: half as many steps did not
+        half = attribution.attribute(m, x, "ig", steps=a.steps // 2)
+        assert half.steps == a.steps // 2 and not half.capped
+        assert (half.delta.abs() > 0.01 * gap.abs()).any()
+
+
+def test_ig_cap_is_reported_and_fixed_steps_run_once():
+    m = model("rope_mixed", seed=4)
+    x = torch.randn(1, 3, 32, 32)
+    capped = attribution.attribute(m, x, "ig", max_steps=2)
+    assert capped.steps == 2 and capped.capped
+    assert capped.delta.abs().item() > 0.01 * capped.logit_gap.abs().item()
+    note = attribution.ig_warning(capped.steps, float(capped.delta), float(capped.logit_gap), capped.capped)
+    assert note.startswith("Integrated Gradients misses completeness by") and "cap of 2 steps was reached" in note
+    loose = attribution.attribute(m, x, "ig", tolerance=10.0)  # anything passes: no doubling
+    assert loose.steps == 32 and not loose.capped
+    fixed = attribution.attribute(m, x, "ig", steps=8)
+    assert fixed.steps == 8 and not fixed.capped
+    assert attribution.ig_warning(64, 0.001, 1.0, False) is None
+
+
+@pytest.mark.parametrize("options,error,message", [
+    ({"n_steps": 256}, TypeError, "unknown option(s) n_steps; valid options: steps, max_steps"),
+    ({"steps": 0}, InputError, "IG steps must be a whole number of at least 1"),
+    ({"steps": "many"}, InputError, "IG steps must be a whole number"),
+    ({"max_steps": -1}, InputError, "max_steps must be a whole number of at least 1"),
+    ({"tolerance": 0.0}, InputError, "IG tolerance must be a positive fraction"),
+    ({"baseline": "white"}, InputError, "Unknown IG baseline 'white'; valid: mean, black"),
+    ({"samples": 0}, InputError, "samples must be a whole number of at least 1"),
+])
+def test_attribution_options_are_validated(options, error, message):
+    m = model("ape")
+    with pytest.raises(error) as err:
+        attribution.attribute(m, torch.randn(1, 3, 32, 32), "ig", **options)
+    assert message in str(err.value)

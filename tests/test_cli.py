@@ -25,7 +25,7 @@ def test_info_lists_models(bundled_dir):
 def test_download_offline_is_one_clear_error(tmp_path):
     out = run_cli("download", "vit_base_patch16_rope_224.naver_in1k",
                   env_extra={"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path)})
-    assert out.returncode == 1
+    assert out.returncode == 2
     assert out.stderr.startswith("error: Weights for vit_base_patch16_rope_224.naver_in1k are not downloaded")
     assert "Traceback" not in out.stderr
 
@@ -80,4 +80,4 @@ def test_eval_cli_prints_the_card_table(bundled_dir, tmp_path):
     assert lines[-4] == "top-1 % on 20 held-out scenes" and lines[-3].split() == ["mode", "32", "px", "48", "px"]
     assert lines[-2].startswith("zoom") and lines[-1].startswith("canvas")
     bad = run_cli("eval", "--model", "no-such-model", env_extra=env)
-    assert bad.returncode == 1 and bad.stderr.startswith("error: ") and "Traceback" not in bad.stderr
+    assert bad.returncode == 2 and bad.stderr.startswith("error: ") and "Traceback" not in bad.stderr

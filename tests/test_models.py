@@ -78,47 +78,13 @@ def test_local_naver_layout_pth(tmp_path):
     assert torch.equal(loaded.module(x), reference(x))
 
 
-def test_local_safetensors_and_wrong_keys(tmp_path):
+def test_local_safetensors(tmp_path):
+    """A local checkpoint that fits loads; the ones that do not are in tests/test_bad_input.py."""
     arch = "vit_small_patch16_rope_224"
     state = timm.create_model(arch, pretrained=False, num_classes=3).state_dict()
     good = tmp_path / "good.safetensors"
     save_file(state, str(good))
     assert models.load_model(models.register_local(good, arch)).spec.num_classes == 3
-
-    bad = dict(state)
-    bad.pop("blocks.0.attn.qkv.weight")
-    bad["blocks.0.attn.mystery"] = torch.zeros(1)
-    save_file(bad, str(tmp_path / "bad.safetensors"))
-    with pytest.raises(models.ModelLoadError) as err:
-        models.register_local(tmp_path / "bad.safetensors", arch)
-    message = str(err.value)
-    assert "missing (first: blocks.0.attn.qkv.weight)" in message and "unexpected (first: blocks.0.attn.mystery)" in message
-    assert "local:bad.safetensors" not in [s.name for s in models.list_models()]
-
-    state["cls_token"] = torch.zeros(1, 1, 5)
-    save_file(state, str(tmp_path / "shape.safetensors"))
-    with pytest.raises(models.ModelLoadError, match="cls_token has shape"):
-        models.register_local(tmp_path / "shape.safetensors", arch)
-
-
-class Payload:
-    """An arbitrary object: torch.load(weights_only=True) must refuse to unpickle it."""
-
-
-def test_unreadable_and_unsafe_checkpoints(tmp_path):
-    corrupt = tmp_path / "corrupt.safetensors"
-    corrupt.write_bytes(b"\x00garbage" * 10)
-    with pytest.raises(models.ModelLoadError, match="Could not read checkpoint corrupt.safetensors"):
-        models.register_local(corrupt, "vit_small_patch16_rope_224")
-
-    unsafe = tmp_path / "unsafe.pth"
-    torch.save({"model": {"x": torch.zeros(1)}, "obj": Payload()}, unsafe)
-    with pytest.raises(models.ModelLoadError, match="Could not read checkpoint unsafe.pth"):
-        models.register_local(unsafe, "vit_small_patch16_rope_224")
-    with pytest.raises(models.ModelLoadError, match="does not exist"):
-        models.register_local(tmp_path / "missing.pt", "vit_small_patch16_rope_224")
-    with pytest.raises(models.ModelLoadError, match="Unknown architecture"):
-        models.register_local(corrupt, "vit_imaginary")
 
 
 @pytest.fixture
