@@ -2,6 +2,7 @@
 import streamlit as st
 
 from rope_viz import cached, data, models
+from rope_viz.errors import RopeVizError
 
 NONE = "(none)"
 SAMPLES = sorted((models.ASSETS_DIR / "images").glob("scene_*.png"))
@@ -67,6 +68,6 @@ def pick_image(prefix: str, patch: int, default_res: int, max_res: int = 2048):
         if note:
             st.info(note)
         return pixels, resolution
-    except data.ImageError as err:
+    except RopeVizError as err:
         st.error(str(err))
         st.stop()
