@@ -54,7 +54,13 @@ def load_image(raw: bytes, name: str = "upload") -> Image.Image:
     except ImageError:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise ImageError(f"{name} is not a readable image ({type(err).__name__}).") from err
+        if isinstance(err, UnidentifiedImageError):
+            why = "its contents are not in an image format this app reads"
+        elif "truncated" in str(err):
+            why = "the file is cut short"
+        else:
+            why = f"the file is damaged ({type(err).__name__})"
+        raise ImageError(f"{name} is not a readable image: {why}.") from err
     return to_rgb(image)
 
 

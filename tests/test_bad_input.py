@@ -102,8 +102,8 @@ def _sixteen_bit() -> bytes:
 
 # (kind, file name, bytes, outcome, fragment): "error" refuses it; "note" converts it and says how.
 IMAGES = [
-    ("corrupt", "corrupt.png", _corrupt_png(), "error", "corrupt.png is not a readable image"),
-    ("truncated", "cut.png", _scene_png()[:300], "error", "cut.png is not a readable image"),
+    ("corrupt", "corrupt.png", _corrupt_png(), "error", "corrupt.png is not a readable image: the file is damaged"),
+    ("truncated", "cut.png", _scene_png()[:300], "error", "cut.png is not a readable image: the file is cut short."),
     ("empty", "empty.png", b"", "error", "empty.png is empty."),
     ("1 x 1 px", "dot.png", encode(Image.new("RGB", (1, 1), "red")), "note", "it is only 1 x 1 px"),
     ("over 40 MP", "huge.png", encode(Image.new("1", (8000, 5100))), "error",
@@ -115,7 +115,8 @@ IMAGES = [
      "transparent pixels are shown on white"),
     ("animated GIF", "anim.gif", _animated_gif(), "note", "the first of its 3 frames is used"),
     ("EXIF-rotated", "phone.jpg", _exif_rotated(), "note", "it is turned upright as its EXIF orientation says"),
-    ("text file named .png", "notes.png", b"Shopping list: milk, eggs.\n", "error", "notes.png is not a readable image"),
+    ("text file named .png", "notes.png", b"Shopping list: milk, eggs.\n", "error",
+     "notes.png is not a readable image: its contents are not in an image format this app reads."),
 ]
 
 
@@ -264,7 +265,8 @@ def _folders(root: Path) -> list[tuple[str, str, str]]:
         ("empty", str(root / "empty"), "has no class folders (expected ImageFolder layout"),
         ("non-image files only", str(root / "no_images"), "that match tiny-ape contain no images."),
         ("unreadable file", str(root / "unreadable"),
-         "circle_dot_left/broken.png is not a readable image (UnidentifiedImageError) (in "),
+         "circle_dot_left/broken.png is not a readable image: its contents are not in an image format this app "
+         "reads (in "),
         ("class folders that match no class", str(root / "no_match"),
          "None of the 1 class folders in"),
     ]
