@@ -140,6 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     train_p.add_argument("--lr", type=float)
     train_p.add_argument("--ape-init", dest="ape_init", choices=("sincos", "random"),
                          help="start of the APE table (default: sincos; random is timm's truncated normal)")
+    train_p.add_argument("--min-scale", dest="min_scale", type=float,
+                         help="scale augmentation: smallest object scale of a training view (default: the recipe's)")
+    train_p.add_argument("--max-scale", dest="max_scale", type=float,
+                         help="scale augmentation: largest object scale of a training view (default: the recipe's)")
     train_p.add_argument("--out", default=str(models.BUNDLED_DIR), help="output folder (default: assets/models)")
     train_p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when present)")
     train_p.add_argument("--resume", action="store_true", help="continue an interrupted run")

@@ -5,7 +5,10 @@ A scene is drawn from a seed in "base pixels" (the 64 px training frame) and ren
 signed distance functions, so the same scene comes out anti-aliased at any resolution:
 - mode "zoom": the same 64 x 64 frame at R pixels (content grows with R: the paper's setting);
 - mode "canvas": objects keep their size in pixels and the field of view grows to R x R base
-  pixels around the frame (pure position extrapolation: more patches, same content scale).
+  pixels around the frame (pure position extrapolation: more patches, same content scale);
+- training views at a scale (`scale_range`): a square window of 64 / s base pixels, placed at
+  random around the labelled pair, rendered at R pixels, so objects appear s times their frame
+  size. This is the procedural form of ImageNet's random-resized crops (see scaled_window).
 
 The label is (shape of the one filled object) x (side of the small dot beside it):
 CLASS_NAMES[label] = "<shape>, dot <left|right>". The shape needs local appearance, the side
@@ -215,6 +218,45 @@ def make_scene(seed: int) -> Scene:
                  colors=(_bright(rng), _bright(rng), background), gratings=gratings, distractors=tuple(distractors))
 
 
+def view_scale(seed: int, scale_range: tuple[float, float]) -> tuple[float, np.random.Generator]:
+    """The object scale s of a training view, log-uniform in scale_range, and the view's generator.
+
+    The generator is seeded by (seed, SCALE_STREAM), a stream apart from the layout's, so a scene's
+    layout is the same with and without scale augmentation.
+    """
+    lo, hi = scale_range
+    if not 0 < lo <= hi:
+        raise ValueError(f"A scale range needs 0 < low <= high, got {scale_range}.")
+    rng = np.random.default_rng([int(seed), SCALE_STREAM])
+    return float(np.exp(rng.uniform(np.log(lo), np.log(hi)))), rng
+
+
+SCALE_STREAM = 1  # the second seed word of training views' generators (layouts use the bare seed)
+
+
+def scaled_window(scene: Scene, scale: float, rng: np.random.Generator) -> tuple[float, float, float]:
+    """(x0, y0, side) in base pixels: a square view in which objects appear `scale` times their frame size.
+
+    As a random-resized crop keeps an image's label, the view keeps the labelled pair: it is placed
+    uniformly among the positions that show the whole pair and stay inside the plane's distractor
+    field. When the pair is wider than the view (s above about 1.45), the dot's side is kept and
+    the far side of the shape is cut; a pair taller than the view is cut equally at top and bottom.
+    """
+    side = BASE_RES / scale
+    x0, y0, x1, y1 = scene.pair_box
+    dot_right = scene.dot[0] > scene.center[0]
+    origin = []
+    for axis, (lo, hi) in enumerate(((x0, x1), (y0, y1))):
+        if hi - lo <= side - 1:
+            first, last = max(FIELD[0], hi + 0.5 - side), min(FIELD[1] - side, lo - 0.5)
+            origin.append(float(rng.uniform(first, last)) if first < last else (lo + hi - side) / 2)
+        elif axis == 0:
+            origin.append(hi + 0.5 - side if dot_right else lo - 0.5)  # the dot and the near side of the shape
+        else:
+            origin.append((lo + hi - side) / 2)
+    return origin[0], origin[1], side
+
+
 def scene_window(scene: Scene, resolution: int, mode: str) -> tuple[float, float, float]:
     """(x0, y0, base pixels per output pixel) of the rendered view.
 
@@ -238,11 +280,19 @@ def scene_window(scene: Scene, resolution: int, mode: str) -> tuple[float, float
     return origin[0], origin[1], 1.0
 
 
-def render(scene: Scene, resolution: int, mode: str = "zoom") -> np.ndarray:
-    """Rasterise a scene. Shapes: -> (R, R, 3) float64 in [0, 1]"""
+def render(scene: Scene, resolution: int, mode: str = "zoom", window: tuple[float, float, float] | None = None) -> np.ndarray:
+    """Rasterise a scene, in a mode's view or in `window` (x0, y0, side in base pixels).
+
+    Shapes: -> (R, R, 3) float64 in [0, 1]
+    """
     if not isinstance(resolution, int) or not 8 <= resolution <= 1024:
         raise ImageError(f"Scene resolution must be an integer from 8 to 1024 px, got {resolution}.")
-    x0, y0, px = scene_window(scene, resolution, mode)
+    if window is None:
+        x0, y0, px = scene_window(scene, resolution, mode)
+        view_key = MODES.index(mode)
+    else:
+        x0, y0, px = window[0], window[1], window[2] / resolution
+        view_key = len(MODES)  # windowed views draw their own noise
     centers = (np.arange(resolution) + 0.5) * px
     xs, ys = np.meshgrid(x0 + centers, y0 + centers)  # (R, R) each, row = y
     points = np.stack([xs, ys], axis=-1)
@@ -276,7 +326,7 @@ def render(scene: Scene, resolution: int, mode: str = "zoom") -> np.ndarray:
     paint((dx - dr, dy - dr, dx + dr, dy + dr), lambda p: np.linalg.norm(p - np.asarray(scene.dot), axis=-1)
           - DOT_RADIUS, dot_color)
     # Sensor noise, seeded by the view so that every render of the same view is identical.
-    noise = np.random.default_rng([scene.seed, resolution, MODES.index(mode)]).normal(0, 0.015, image.shape)
+    noise = np.random.default_rng([scene.seed, resolution, view_key]).normal(0, 0.015, image.shape)
     return np.clip(image + noise, 0, 1)
 
 
@@ -287,11 +337,26 @@ def render_scene(seed: int, resolution: int, mode: str = "zoom") -> tuple[Image.
     return Image.fromarray(pixels, mode="RGB"), scene.label
 
 
-def render_batch(seeds, resolution: int, mode: str = "zoom") -> tuple[torch.Tensor, torch.Tensor]:
-    """Scenes as a uint8 batch. Shapes: -> images (B, 3, R, R) uint8, labels (B,) int64"""
+def render_scaled_scene(seed: int, resolution: int, scale_range: tuple[float, float]) -> tuple[Image.Image, int, float]:
+    """A training view of `seed` with objects at a random scale (view_scale, scaled_window): image, label, scale."""
+    scene = make_scene(seed)
+    scale, rng = view_scale(seed, scale_range)
+    pixels = render(scene, resolution, window=scaled_window(scene, scale, rng))
+    return Image.fromarray((pixels * 255).round().astype(np.uint8), mode="RGB"), scene.label, scale
+
+
+def render_batch(seeds, resolution: int, mode: str = "zoom",
+                 scale_range: tuple[float, float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scenes as a uint8 batch; with scale_range, training views at random scales (mode unused).
+
+    Shapes: -> images (B, 3, R, R) uint8, labels (B,) int64
+    """
     images, labels = [], []
     for seed in seeds:
-        image, label = render_scene(int(seed), resolution, mode)
+        if scale_range is None:
+            image, label = render_scene(int(seed), resolution, mode)
+        else:
+            image, label, _ = render_scaled_scene(int(seed), resolution, scale_range)
         images.append(torch.from_numpy(np.array(image)).permute(2, 0, 1))  # a writable copy
         labels.append(label)
     return torch.stack(images), torch.tensor(labels, dtype=torch.int64)
@@ -309,16 +374,18 @@ def scene_cache_dir() -> Path:
 
 
 def scene_tensors(seeds: range, resolution: int, mode: str = "zoom", cache_dir: Path | None = None,
-                  workers: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+                  workers: int = 2, scale_range: tuple[float, float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Render scenes once and keep them as a tensor file that later runs reuse.
 
     Large sets render in worker processes; small ones in this process (starting workers costs seconds).
+    With scale_range, training views at random scales (render_batch); the range is part of the file name.
     Shapes: -> images (N, 3, R, R) uint8, labels (N,) int64
     """
-    path = Path(cache_dir or scene_cache_dir()) / f"scenes_{seeds.start}_{seeds.stop}_{resolution}_{mode}.pt"
+    view = mode if scale_range is None else f"scaled{scale_range[0]:g}-{scale_range[1]:g}"
+    path = Path(cache_dir or scene_cache_dir()) / f"scenes_{seeds.start}_{seeds.stop}_{resolution}_{view}.pt"
     if (path, len(seeds)) in _RECENT:  # sweeps ask for the same sets again and again
         return _RECENT[(path, len(seeds))]
-    images, labels = _scene_tensors(path, seeds, resolution, mode, workers)
+    images, labels = _scene_tensors(path, seeds, resolution, mode, workers, scale_range)
     if images.numel() <= 256 << 20:  # keep sets up to 256 MB in memory
         _RECENT[(path, len(seeds))] = images, labels
         while len(_RECENT) > 12:
@@ -329,22 +396,24 @@ def scene_tensors(seeds: range, resolution: int, mode: str = "zoom", cache_dir: 
 _RECENT: dict = {}
 
 
-def _scene_tensors(path: Path, seeds: range, resolution: int, mode: str, workers: int):
-    for cached in [path, *sorted(path.parent.glob(f"scenes_{seeds.start}_*_{resolution}_{mode}.pt"))]:
+def _scene_tensors(path: Path, seeds: range, resolution: int, mode: str, workers: int, scale_range):
+    view = path.stem.split("_", 4)[4]
+    for cached in [path, *sorted(path.parent.glob(f"scenes_{seeds.start}_*_{resolution}_{view}.pt"))]:
         stop = int(cached.name.split("_")[2])
         if cached.exists() and stop >= seeds.stop:  # this file, or a longer run of the same seeds
             blob = torch.load(cached, weights_only=True)
             return blob["images"][:len(seeds)], blob["labels"][:len(seeds)]
     chunks = [range(s, min(s + 2000, seeds.stop)) for s in range(seeds.start, seeds.stop, 2000)]
     if len(seeds) * resolution ** 2 < 4000 * 64 ** 2 or workers < 2:
-        parts = [render_batch(chunk, resolution, mode) for chunk in chunks]
+        parts = [render_batch(chunk, resolution, mode, scale_range) for chunk in chunks]
     else:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         # "spawn", not fork: forking after torch has started its thread pool can deadlock the workers.
         with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            parts = list(pool.map(render_batch, chunks, [resolution] * len(chunks), [mode] * len(chunks)))
+            parts = list(pool.map(render_batch, chunks, [resolution] * len(chunks), [mode] * len(chunks),
+                                  [scale_range] * len(chunks)))
     images, labels = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")

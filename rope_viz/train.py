@@ -35,6 +35,11 @@ class TrainConfig:
     warmup_epochs: float = 0.3
     label_smoothing: float = 0.1
     max_shift: int = 4  # augmentation: random translation in pixels (no flips: they would swap left/right)
+    # Scale augmentation, the procedural form of ImageNet's random-resized crops: each training scene is
+    # rendered with its objects at a scale s, log-uniform in [min_scale, max_scale], in a window placed at
+    # random around the labelled pair (data.scaled_window). 1.0 / 1.0 turns it off (one object scale).
+    min_scale: float = 1.0
+    max_scale: float = 1.0
     resolution: int = data.BASE_RES
     patch_size: int = 8
     embed_dim: int = 96
@@ -50,6 +55,11 @@ class TrainConfig:
     mean: tuple = (0.5, 0.5, 0.5)
     std: tuple = (0.25, 0.25, 0.25)
     extra: dict = field(default_factory=dict)
+
+    @property
+    def scale_range(self) -> tuple[float, float] | None:
+        """The scale augmentation's range, or None when it is off."""
+        return None if self.min_scale == self.max_scale == 1.0 else (self.min_scale, self.max_scale)
 
     @property
     def name(self) -> str:
@@ -120,7 +130,7 @@ def train(config: TrainConfig, out_dir: Path, device: str | None = None, resume:
     device = device or models.default_device()
     gen = torch.Generator().manual_seed(config.seed)
     seeds = range(data.TRAIN_SEEDS.start, data.TRAIN_SEEDS.start + config.train_scenes)
-    images, labels = data.scene_tensors(seeds, config.resolution, cache_dir=cache_dir)
+    images, labels = data.scene_tensors(seeds, config.resolution, cache_dir=cache_dir, scale_range=config.scale_range)
 
     model = build_model(config).to(device)
     no_decay = {n for n, p in model.named_parameters() if p.ndim <= 1 or n in ("cls_token", "pos_embed", "rope.freqs")}

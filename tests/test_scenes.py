@@ -5,6 +5,7 @@ import hashlib
 
 import numpy as np
 import pytest
+import torch
 
 from rope_viz import data
 
@@ -93,3 +94,49 @@ def test_render_batch_shapes():
     images, labels = data.render_batch(range(20, 26), 48, "canvas")
     assert images.shape == (6, 3, 48, 48) and images.dtype.is_floating_point is False
     assert labels.tolist() == [0, 1, 2, 3, 4, 5]
+
+
+def test_scale_augmentation_range_is_log_uniform_and_seeded():
+    scales = np.array([data.view_scale(s, (0.5, 2.0))[0] for s in range(2000)])
+    assert scales.min() >= 0.5 and scales.max() <= 2.0
+    # log-uniform: half the views zoom out, half zoom in; a quarter lie in each octave half [0.5, 0.71)
+    assert abs((scales < 1.0).mean() - 0.5) < 0.04 and abs((scales < 2 ** -0.5).mean() - 0.25) < 0.04
+    assert scales.max() > 1.95 and scales.min() < 0.51  # the whole range is used
+    assert [data.view_scale(s, (0.5, 2.0))[0] for s in range(5)] == scales[:5].tolist()
+    with pytest.raises(ValueError, match="0 < low <= high"):
+        data.view_scale(0, (2.0, 0.5))
+
+
+def test_scaled_views_keep_the_pair_and_the_dot_in_view():
+    for seed in range(0, 600, 3):
+        scene = data.make_scene(seed)
+        scale, rng = data.view_scale(seed, (0.5, 2.0))
+        x0, y0, side = data.scaled_window(scene, scale, rng)
+        assert abs(side - data.BASE_RES / scale) < 1e-9
+        bx0, by0, bx1, by1 = scene.pair_box
+        (dx, dy), r = scene.dot, data.DOT_RADIUS
+        assert x0 <= dx - r and dx + r <= x0 + side  # the dot, which carries the label's side, is always whole
+        if bx1 - bx0 <= side - 1 and by1 - by0 <= side - 1:
+            assert x0 <= bx0 and y0 <= by0 and bx1 <= x0 + side and by1 <= y0 + side
+            assert data.FIELD[0] <= min(x0, y0) and max(x0, y0) + side <= data.FIELD[1]
+
+
+def test_scaled_view_shows_objects_as_zoom_does_at_that_scale():
+    scene = data.make_scene(10_000_003)
+    # A 32 base-pixel window at 64 px is scale 2: the same pixels as the 128 px zoom render, cropped.
+    crop = data.render(scene, 128, "zoom")[16:80, 32:96]
+    assert np.abs(data.render(scene, 64, window=(16.0, 8.0, 32.0)) - crop).mean() < 0.03
+    # Scale 0.5: a 128 base-pixel window at 64 px is the 64 px canvas-mode render of 128 px, halved.
+    wide = data.render(scene, 128, "canvas").reshape(64, 2, 64, 2, 3).mean(axis=(1, 3))
+    x0, y0, _ = data.scene_window(scene, 128, "canvas")
+    assert np.abs(data.render(scene, 64, window=(x0, y0, 128.0)) - wide).mean() < 0.03
+
+
+def test_scaled_batches_are_deterministic_and_keep_labels(tmp_path):
+    a, labels = data.render_batch(range(30, 40), 32, scale_range=(0.5, 2.0))
+    b, _ = data.render_batch(range(30, 40), 32, scale_range=(0.5, 2.0))
+    plain, plain_labels = data.render_batch(range(30, 40), 32)
+    assert torch.equal(a, b) and labels.tolist() == plain_labels.tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+    assert not torch.equal(a, plain)
+    cached, _ = data.scene_tensors(range(30, 40), 32, cache_dir=tmp_path, scale_range=(0.5, 2.0))
+    assert torch.equal(cached, a) and (tmp_path / "scenes_30_40_32_scaled0.5-2.pt").exists()

@@ -54,3 +54,8 @@ def test_build_model_initialises_only_ape_tables():
     assert train.build_model(train.TrainConfig(pos="rope_mixed", embed_dim=32, depth=1, num_heads=2)).pos_embed is None
     again = train.build_model(train.TrainConfig(pos="ape", embed_dim=32, depth=1, num_heads=2, ape_init="sincos"))
     assert all(torch.equal(a, b) for a, b in zip(sincos.state_dict().values(), again.state_dict().values()))  # seeded
+
+
+def test_scale_augmentation_is_an_option_of_the_recipe():
+    assert train.TrainConfig(pos="ape", min_scale=1.0, max_scale=1.0).scale_range is None  # off: one object scale
+    assert train.TrainConfig(pos="ape", min_scale=0.5, max_scale=2.0).scale_range == (0.5, 2.0)
