@@ -4,7 +4,7 @@ import time
 
 import streamlit as st
 
-from rope_viz import cached, figures, models, reported, sweep
+from rope_viz import cached, collapse, figures, models, reported, sweep, views
 from rope_viz.errors import RopeVizError
 
 st.title("Resolution sweeps")
@@ -152,3 +152,27 @@ if att_rows:
     st.caption("One line per model and layer, deeper layers darker; averaged over heads and images. A head that "
                "keeps a fixed distance in patches as the grid grows is local; one whose distance grows with the "
                "grid spreads over the whole image.")
+
+# ------------------------------------------------------------------ the 2x canvas collapse
+st.subheader("Why the bundled models fail on the 2x canvas")
+st.markdown(
+    "On a canvas twice the training size (128 px) every bundled model falls towards chance. Measured on 500 "
+    "held-out scenes (`bench/canvas_collapse.py`), each change below removes one candidate cause. **RoPE models:** "
+    "the CLS token is never rotated, so its attention logit to a patch, q_cls · R(p) k_p, depends on the patch's "
+    "*absolute* position p. Training only ever showed positions 0..7; the canvas puts the labelled pair at 4..12. "
+    "Moving the frame to the top-left corner (trained positions) or shifting RoPE positions by 4 patches recovers "
+    "most of the accuracy; removing distractors or the whole surround does not, and a log-N logit scale helps "
+    "little. **APE:** its table is resampled to the larger grid, so the canvas compresses positions; a log-N "
+    "scale and fewer distractors help it most."
+)
+collapse_models = [n for n in chosen if spec_of[n].source == "bundled"]
+if collapse_models and st.toggle(f"Measure it here (128 px canvas, the first {limit} held-out scenes per change)",
+                                 key="res_collapse"):
+    try:
+        with st.spinner("Rendering the canvas variants and evaluating…"):
+            collapse_rows = cached.get_canvas_collapse(tuple(collapse_models), cached.get_device(), 128, limit)
+        st.plotly_chart(figures.fig_canvas_collapse(collapse_rows, collapse.CONDITIONS, 128), key="res_collapse_chart")
+        st.download_button("Download CSV", views.to_csv(collapse_rows), file_name="canvas_collapse.csv",
+                           mime="text/csv", key="res_collapse_csv")
+    except RopeVizError as err:
+        st.error(str(err))

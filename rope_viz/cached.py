@@ -156,6 +156,15 @@ def get_attention_results() -> dict:
     return {}
 
 
+@st.cache_data(show_spinner=False, max_entries=8)
+def get_canvas_collapse(names: tuple[str, ...], device: str, resolution: int, limit: int) -> list[dict]:
+    """collapse.collapse_rows for bundled models: top-1 on the canvas under each change (private copies, no hooks
+    on the shared models)."""
+    from rope_viz import collapse
+
+    return collapse.collapse_rows([get_model(n, device) for n in names], resolution, limit)
+
+
 def load_shared(name: str, device: str) -> models.LoadedModel:
     """The shared cached model (sweeps never change it: interpolation works on a private copy)."""
     return get_model(name, device)

@@ -337,3 +337,23 @@ def fig_attribution_overlay(image: np.ndarray, maps: dict[str, np.ndarray], sign
                          title_text="y (px)" if c == 0 else None, row=r + 1, col=c + 1)
     fig.update_layout(title=title, height=max(340, 320 * rows) + 60, margin=dict(l=40, r=20, t=80, b=40))
     return fig
+
+
+def fig_canvas_collapse(rows: list[dict], conditions: dict[str, str], resolution: int, chance: float = 10.0) -> go.Figure:
+    """Top-1 per model under each change to the canvas view (rope_viz.collapse.collapse_rows), grouped bars.
+
+    Shapes: rows [{model, condition, top1, n}]; conditions {key: label}, in display order
+    """
+    fig = go.Figure()
+    for i, model in enumerate(dict.fromkeys(r["model"] for r in rows)):
+        mine = {r["condition"]: r for r in rows if r["model"] == model}
+        keys = [c for c in conditions if c in mine]
+        fig.add_trace(go.Bar(x=[conditions[c] for c in keys], y=[mine[c]["top1"] for c in keys], name=model,
+                             marker_color=PALETTE[i % len(PALETTE)], customdata=[mine[c]["n"] for c in keys],
+                             hovertemplate=f"{model}<br>%{{x}}<br>top-1 %{{y:.1f}}% of %{{customdata}} scenes<extra></extra>"))
+    fig.add_hline(y=chance, line_dash="dot", line_color="gray", annotation_text=f"chance {chance:.0f}%")
+    fig.update_yaxes(title_text="top-1 (%)", range=[0, 100])
+    fig.update_xaxes(title_text=f"change to the {resolution} px canvas view", tickangle=-20)
+    fig.update_layout(title=f"What the {resolution} px canvas collapse depends on (held-out scenes)", barmode="group",
+                      height=480, legend=dict(orientation="h", y=-0.45), margin=dict(b=160))
+    return fig

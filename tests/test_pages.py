@@ -121,6 +121,8 @@ def test_resolution_sweep_every_control(scene_cache):
     at.number_input(key="res_att_n").set_value(2).run()
     at.button(key="res_att_run").click().run()
     assert not at.exception and not at.error and len(at.get("plotly_chart")) == 3
+    at.toggle(key="res_collapse").set_value(True).run()  # the 2x-canvas measurement, on the page's 20 scenes
+    assert not at.exception and not at.error and len(at.get("plotly_chart")) == 4
 
 
 def test_attribution_every_control():

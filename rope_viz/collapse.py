@@ -1,0 +1,211 @@
+"""Why the bundled models fail on a 2x canvas: scene variants and measurements that separate the causes.
+
+A canvas view at R px shows the 64 px training frame in its centre, objects at their trained size,
+and (R / 64)^2 times as many patches. Each variant below changes one thing about that view, so the
+accuracy it recovers measures one candidate cause:
+- "canvas": the held-out canvas scene itself (data.render_scene, mode "canvas");
+- "no_outer_distractors": distractors outside the central frame removed (the wider view's clutter);
+- "empty_surround": outside the frame only the flat background colour and noise (no texture, no
+  distractors): more tokens, nothing new in them;
+- "pair_top_left" / "pair_bottom_right": the view moved so that the frame sits in a corner of the
+  canvas, so the labelled pair is at the patch positions seen in training (top left: 0..7) or at
+  positions never seen (bottom right: 8..15 at 128 px).
+An inference-time logit scale (log N / log N_train on q, the log-N scaling of long-context LLMs)
+tests attention dilution; cls_attention_entropy gives the dilution itself. ShiftedRope subtracts a
+constant from every patch position: patch-to-patch attention is unchanged (it depends on p_a - p_b
+only), so any change comes from the one unrotated token, CLS: its logits with a patch,
+q_cls . R(p) k_p and (R(p) q_p) . k_cls, depend on the patch's absolute position p.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import math
+
+import numpy as np
+import torch
+
+from rope_viz import capture, data, rope, sweep
+
+VARIANTS = ("canvas", "no_outer_distractors", "empty_surround", "pair_top_left", "pair_bottom_right")
+
+
+def _inside_frame(item) -> bool:
+    """Whether a distractor's centre lies in the 64 x 64 training frame."""
+    if item[0] == "outline":
+        x, y = item[2]
+    else:
+        x, y = (item[1][0] + item[2][0]) / 2, (item[1][1] + item[2][1]) / 2
+    return 0 <= x <= data.BASE_RES and 0 <= y <= data.BASE_RES
+
+
+def render_variant(seed: int, resolution: int, variant: str) -> tuple[np.ndarray, int]:
+    """One held-out scene as a canvas view with one thing changed (see VARIANTS).
+
+    Shapes: -> (R, R, 3) uint8, label
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"Unknown canvas variant {variant!r}; valid: {', '.join(VARIANTS)}.")
+    scene = data.make_scene(seed)
+    if variant == "canvas":
+        pixels = data.render(scene, resolution, "canvas")
+    elif variant == "no_outer_distractors":
+        kept = tuple(d for d in scene.distractors if _inside_frame(d))
+        pixels = data.render(dataclasses.replace(scene, distractors=kept), resolution, "canvas")
+    elif variant == "empty_surround":
+        x0, y0, _ = data.scene_window(scene, resolution, "canvas")
+        pixels = data.render(dataclasses.replace(scene, gratings=((0.0, 0.0, 0.0, 0.0),), distractors=()), resolution, "canvas")
+        full = data.render(scene, resolution, "canvas")
+        i0, j0 = int(round(-x0)), int(round(-y0))  # the frame's top-left pixel in the view
+        i1, j1 = max(i0, 0), max(j0, 0)
+        pixels[j1:j0 + data.BASE_RES, i1:i0 + data.BASE_RES] = full[j1:j0 + data.BASE_RES, i1:i0 + data.BASE_RES]
+    else:
+        # The frame in a corner: its pixels sit at the same patch positions as in training (top left)
+        # or shifted by resolution - 64 px (bottom right).
+        offset = 0.0 if variant == "pair_top_left" else float(data.BASE_RES - resolution)
+        pixels = data.render(scene, resolution, window=(offset, offset, float(resolution)))
+    return (pixels * 255).round().astype(np.uint8), scene.label
+
+
+def variant_tensors(seeds, resolution: int, variant: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of one variant. Shapes: -> images (B, 3, R, R) uint8, labels (B,) int64"""
+    images, labels = zip(*(render_variant(int(s), resolution, variant) for s in seeds))
+    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous(), torch.tensor(labels)
+
+
+class ShiftedRope(sweep.InterpolatedRope):
+    """Stands in for a timm rope module: the model's frequencies at positions p - offset (patches, (x, y)).
+
+    timm's embedding layout, as sweep.InterpolatedRope. Shapes: get_embed -> (N, 2D) axial, (L, H, N, 2D) mixed
+    """
+
+    def __init__(self, module: torch.nn.Module, offset: tuple[float, float]):
+        super().__init__(module, train_grid=(1, 1))
+        self.offset = offset
+
+    def get_embed(self, shape=None, dtype=None) -> torch.Tensor:
+        gh, gw = shape
+        positions = rope.grid_positions(gh, gw).to(self.freqs.device) - torch.tensor(self.offset)  # (N, 2)
+        angles = rope.angles(self.freqs, positions).repeat_interleave(2, dim=-1)  # (..., N, D)
+        return torch.cat([angles.sin(), angles.cos()], dim=-1).to(dtype or torch.float32)
+
+
+def with_shifted_positions(module: torch.nn.Module, offset: tuple[float, float]) -> torch.nn.Module:
+    """A private copy of a RoPE model whose patch positions are shifted by -offset (the model is untouched)."""
+    if getattr(module, "rope", None) is None:
+        raise ValueError("Only RoPE models have positions to shift; this model has none.")
+    shifted = copy.deepcopy(module)
+    shifted.rope = ShiftedRope(module, offset)
+    return shifted
+
+
+@contextlib.contextmanager
+def logit_scale(module: torch.nn.Module, factor: float):
+    """Multiply every layer's queries by `factor` inside the context (hooks on q_norm, removed on exit).
+
+    With factor = log N / log N_train this is the log-N attention scaling: softmax(factor q.k / sqrt(D))
+    keeps the attention as peaked over N tokens as it was over N_train.
+    """
+    handles = [block.attn.q_norm.register_forward_hook(lambda m, args, out: out * factor) for block in module.blocks]
+    try:
+        yield module
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def log_n_factor(resolution: int, train_res: int, patch_size: int, prefix_tokens: int = 1) -> float:
+    """log N / log N_train, N counting every token the CLS query attends to."""
+    n = (resolution // patch_size) ** 2 + prefix_tokens
+    n_train = (train_res // patch_size) ** 2 + prefix_tokens
+    return math.log(n) / math.log(n_train)
+
+
+def cls_attention_entropy(loaded, images: torch.Tensor, batch_size: int = 16) -> torch.Tensor:
+    """Entropy (nats) of the CLS query's attention over all tokens, per layer, mean over heads and images.
+
+    Shapes: images (B, 3, R, R) uint8 -> (L,)
+    """
+    out = []
+    for start in range(0, len(images), batch_size):
+        qk = capture.capture_qk(loaded, loaded.normalise(images[start:start + batch_size]))
+        rows = capture.attention_rows(qk, 0)  # (b, L, H, N): the CLS query
+        out.append(-(rows * rows.clamp_min(1e-30).log()).sum(-1).mean(-1))  # (b, L)
+    return torch.cat(out).mean(0)
+
+
+def pooled_features(module: torch.nn.Module, images: torch.Tensor, mean, std, batch_size: int = 128):
+    """The final-norm CLS token and the mean of the final-norm patch tokens (what "token" and "avg"
+    pooling would classify). Shapes: images (B, 3, R, R) uint8 -> cls (B, C), avg (B, C)"""
+    cls, avg = [], []
+    with torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            tokens = module.forward_features(data.normalise(images[start:start + batch_size], mean, std))  # (b, N, C)
+            cls.append(tokens[:, 0])
+            avg.append(tokens[:, module.num_prefix_tokens:].mean(1))
+    return torch.cat(cls), torch.cat(avg)
+
+
+def fit_linear_probe(features: torch.Tensor, labels: torch.Tensor, classes: int, steps: int = 200,
+                     weight_decay: float = 1e-3) -> torch.nn.Linear:
+    """A softmax classifier on frozen features (standardised inside), fitted with L-BFGS; seeded, deterministic.
+
+    Shapes: features (B, C), labels (B,)
+    """
+    mean, std = features.mean(0), features.std(0) + 1e-6
+    probe = torch.nn.Linear(features.shape[1], classes)
+    torch.nn.init.zeros_(probe.weight)
+    torch.nn.init.zeros_(probe.bias)
+    x = (features - mean) / std
+    optimizer = torch.optim.LBFGS(probe.parameters(), max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(probe(x), labels) + weight_decay * probe.weight.square().sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    with torch.no_grad():  # fold the standardisation into the layer
+        probe.weight.div_(std)
+        probe.bias.sub_(probe.weight @ mean)
+    return probe
+
+
+CONDITIONS = {  # label shown in the figure -> how the canvas is changed
+    "canvas": "the canvas view as evaluated",
+    "no_outer_distractors": "distractors outside the frame removed",
+    "empty_surround": "only flat background outside the frame",
+    "log_n": "log-N logit scale on q",
+    "pair_top_left": "frame at the trained patch positions (top-left corner)",
+    "pair_bottom_right": "frame at unseen patch positions (bottom-right corner)",
+    "shifted_positions": "RoPE positions shifted so the frame has its trained positions",
+}
+
+
+def collapse_rows(loaded_models, resolution: int = 128, limit: int = 200, progress=None) -> list[dict]:
+    """Top-1 (percent) of each model on the first `limit` held-out canvas scenes under every CONDITION.
+
+    shifted_positions exists only for RoPE models. Returns rows {model, condition, top1, n}.
+    """
+    seeds = range(data.EVAL_SEEDS.start, data.EVAL_SEEDS.start + limit)
+    scenes = {v: variant_tensors(seeds, resolution, v) for v in VARIANTS}
+    rows = []
+    for i, loaded in enumerate(loaded_models):
+        spec, module = loaded.spec, loaded.module
+
+        def top1(mod, variant):
+            hits, _, n = sweep.count_correct(mod, *scenes[variant], spec.mean, spec.std, loaded.device)
+            return round(100 * hits / n, 1)
+
+        results = {v: top1(module, v) for v in VARIANTS}
+        with logit_scale(copy.deepcopy(module), log_n_factor(resolution, spec.train_res, spec.patch_size)) as scaled:
+            results["log_n"] = top1(scaled, "canvas")
+        if getattr(module, "rope", None) is not None:
+            offset = ((resolution - spec.train_res) / 2 / spec.patch_size,) * 2
+            results["shifted_positions"] = top1(with_shifted_positions(module, offset), "canvas")
+        rows += [{"model": spec.name, "condition": c, "top1": results[c], "n": limit} for c in CONDITIONS if c in results]
+        if progress is not None:
+            progress(i + 1, len(loaded_models))
+    return rows
