@@ -100,3 +100,9 @@ st.caption(
     "patches it attends to (attention to CLS left out, the rest renormalised), averaged over queries. "
     "Entropy: how spread a query's attention is (0 = one token; log N = uniform)."
 )
+st.caption(
+    "On a canvas twice the training size the CLS query's attention spreads too (bundled RoPE-Axial, last layer: "
+    "0.41 of the uniform log N at 64 px, 0.67 at 128 px; `bench/canvas_collapse.py`), but spreading is not why "
+    "the models fail there: a log-N logit scale recovers 9 points, keeping the trained positions recovers 69. "
+    "See *Why the bundled models fail on the 2x canvas* on the Resolution page."
+)
