@@ -2,15 +2,21 @@
 import streamlit as st
 
 from pages import shared
-from rope_viz import cached, capture, figures, views
+from rope_viz import cached, capture, explorer, figures, views
 from rope_viz.errors import RopeVizError
+
+PANEL_KEYS = {"att_engine": "str", "att_view": "str", "att_layer": "int", "att_head": "int",
+              "att_opacity": "float", "att_fusion": "str", "att_qx": "int", "att_qy": "int"}
+ENGINES = {"browser": "follows the mouse (computed in your browser)", "server": "on click (computed on the server)"}
 
 st.title("Attention")
 st.markdown(
-    "Pick up to two models and an image, then **click a patch** to make it the query. Every map is "
-    "computed exactly from the queries and keys the model produced (one forward, fused attention kept), "
-    "so it is what the model computed, at any resolution, including ones it was never trained on."
+    "Pick up to two models and an image, then **move the mouse over a map**: the patch under it is the "
+    "query, and a click pins it. Every map is computed exactly from the queries and keys the model "
+    "produced (one forward, fused attention kept), so it is what the model computed, at any resolution, "
+    "including ones it was never trained on."
 )
+shared.share_view({**shared.model_keys("att"), **shared.image_keys("att"), **PANEL_KEYS})
 
 specs = shared.pick_models("att")
 chosen = [s.name for s in specs]
@@ -44,6 +50,12 @@ for col, spec in zip(cols, specs):
 @st.fragment
 def attention_panel():
     st.subheader("Attention maps")
+    shared.restore_choice("att_engine", list(ENGINES))
+    shared.restore_choice("att_view", list(views.ATTENTION_VIEWS))
+    shared.restore_choice("att_fusion", list(capture.HEAD_FUSIONS))
+    engine = st.radio("maps", list(ENGINES), format_func=ENGINES.get, horizontal=True, key="att_engine",
+                      help="In the browser, the maps follow the mouse with no round trip; rollout and the "
+                           "CSV download are computed on the server.")
     c1, c2, c3 = st.columns(3)
     view = c1.selectbox("view", list(views.ATTENTION_VIEWS), format_func=views.ATTENTION_VIEWS.get, key="att_view")
     layer = c2.slider("layer", 0, depth - 1, depth - 1, key="att_layer") if depth > 1 else 0
@@ -65,6 +77,10 @@ def attention_panel():
     qx = int(c1.number_input("query x (patch column)", 0, gw - 1, key="att_qx"))
     qy = int(c2.number_input("query y (patch row)", 0, gh - 1, key="att_qy"))
 
+    shared.write_url(PANEL_KEYS)
+    if engine == "browser" and view in explorer.VIEWS:
+        browser_panel(view, min(layer, depth - 1), head, opacity, qx, qy)
+        return
     panels = {name: cached.get_attention_panels(name, device, key, pixels, view, min(layer, depth - 1), head,
                                                 qx, qy, fusion) for name in chosen}
     zmax = max(float(a.max()) for p in panels.values() for a in p.values()) or 1.0  # one scale for all panels
@@ -81,6 +97,27 @@ def attention_panel():
     st.caption("Colour: attention weight (softmax probability, one scale shared by every panel). "
                "× marks the query patch. CLS and rollout maps start from the CLS token; attention to the "
                "CLS token itself is not drawn, so a map sums to less than 1.")
+
+
+def pin_query(x: int, y: int) -> None:
+    st.session_state["att_qx"], st.session_state["att_qy"] = x, y
+
+
+def browser_panel(view: str, layer: int, head: int, opacity: float, qx: int, qy: int) -> None:
+    """The explorer: q and k of this layer go to the browser once; hovering recomputes there."""
+    labels = [spec_of[name].display for name in chosen]
+    state = {"view": view, "head": head, "opacity": opacity, "pinned": [qx, qy], "key": "att_explorer",
+             "panel_px": 320 if len(chosen) > 1 else 400}
+    try:
+        payload = cached.get_explorer_payload(chosen, labels, device, key, pixels, layer, patch, state)
+    except RopeVizError as err:
+        st.error(str(err))
+        return
+    cached.show_explorer(payload, "att_explorer", pin_query)
+    st.caption(f"Layer {layer}: {views.ATTENTION_VIEWS[view]}. Colour: attention weight (softmax probability, "
+               "one scale shared by every panel, recomputed for each query); × marks the query patch. "
+               "Attention to the CLS token itself is not drawn, so a map sums to less than 1. The numbers are "
+               "computed in your browser from the model's own q and k (float32) and equal the server's.")
 
 
 attention_panel()

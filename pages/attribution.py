@@ -5,6 +5,9 @@ from pages import shared
 from rope_viz import attribution, cached, figures
 from rope_viz.errors import RopeVizError
 
+URL_KEYS = {"attr_method": "str", "attr_target": "str", "attr_display": "str", "attr_opacity": "float",
+            "attr_steps": "int", "attr_block": "int", "attr_sanity": "bool"}
+
 st.title("Attribution")
 st.markdown(
     "Attention shows where a model looks; an attribution shows what drove its answer. Gradients flow "
@@ -13,7 +16,9 @@ st.markdown(
     "there does not depend on what the model learned (Adebayo et al., 2018)."
 )
 
+shared.share_view({**shared.model_keys("attr"), **shared.image_keys("attr"), **URL_KEYS})
 specs = shared.pick_models("attr")
+shared.restore_choice("attr_method", list(attribution.METHODS))
 patch = specs[0].patch_size
 method = st.selectbox("method", list(attribution.METHODS), format_func=attribution.METHODS.get, key="attr_method")
 pixels, resolution = shared.pick_image("attr", patch, specs[0].train_res, max_res=1024)

@@ -1,10 +1,15 @@
 """Frequencies: the frequency vectors, phase maps, similarity kernels and spectra of 2D RoPE."""
 import streamlit as st
 
+from pages import shared
 from rope_viz import cached, figures, views
 from rope_viz.errors import RopeVizError
 
 THEORY = "Theory: RoPE-Axial vs RoPE-Mixed"
+KERNEL_KEYS = {"freq_kernel_grid": "int", "freq_qx": "int", "freq_qy": "int"}
+URL_KEYS = {"freq_source": "str", "freq_head_dim": "int", "freq_heads": "int", "freq_theta_axial": "float",
+            "freq_theta_mixed": "float", "freq_seed": "int", "freq_layer": "int", "freq_head": "int",
+            "freq_log": "bool", "freq_pair": "int", "freq_phase_grid": "int", **KERNEL_KEYS}
 
 st.title("Frequencies")
 st.markdown(
@@ -13,11 +18,13 @@ st.markdown(
     "attention logit between two patches then depends only on their offset. Everything below is a "
     "function of these vectors."
 )
+shared.share_view(URL_KEYS)
 
 # ------------------------------------------------------------------ source
 rope_models = [s for s in cached.get_available_models() if s.pos != "ape"]
 # Default: the bundled RoPE-Mixed model (learned frequencies); Theory when there is none.
 default = next((i + 1 for i, s in enumerate(rope_models) if s.source == "bundled" and s.pos == "rope_mixed"), 0)
+shared.restore_choice("freq_source", [THEORY] + [s.name for s in rope_models])
 choice = st.selectbox(
     "Frequencies from", [THEORY] + [s.name for s in rope_models], index=default,
     format_func=lambda n: n if n == THEORY else next(s.display for s in rope_models if s.name == n),
@@ -108,6 +115,7 @@ def kernel_panel():
     c1, c2 = st.columns(2)
     qx = c1.number_input("query x (column)", 0, k_grid - 1, key="freq_qx")
     qy = c2.number_input("query y (row)", 0, k_grid - 1, key="freq_qy")
+    shared.write_url(KERNEL_KEYS)
     kernels = {label: cached.get_kernel(f, k_grid, k_grid, int(qx), int(qy)) for label, f in heads.items()}
     st.plotly_chart(
         figures.fig_heatmaps(kernels, f"mean_j cos(w_j · (p − p_query)), layer {layer}, head {head}",

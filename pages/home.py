@@ -1,10 +1,12 @@
 """Home: what rope-viz shows, which models are here and where from, and the compute device."""
 import streamlit as st
 
+from pages import shared
 from rope_viz import cached, models
 from rope_viz.errors import RopeVizError
 
 st.title("rope-viz: what Rotary Position Embedding does inside Vision Transformers")
+shared.share_view({})
 st.markdown(
     """
 Vision Transformers need to know *where* each image patch is. **APE** (absolute position

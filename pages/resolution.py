@@ -4,8 +4,13 @@ import time
 
 import streamlit as st
 
+from pages import shared
 from rope_viz import cached, collapse, figures, models, reported, sweep, views
 from rope_viz.errors import RopeVizError
+
+RESOLUTIONS = [16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160, 192, 224, 256, 288, 320, 384, 448, 512]
+URL_KEYS = {"res_models": "list", "res_list": "list_int", "res_data": "str", "res_limit": "int",
+            "res_position": "str", "res_view": "str", "res_reported": "str", "res_att_n": "int"}
 
 st.title("Resolution sweeps")
 st.markdown(
@@ -14,6 +19,7 @@ st.markdown(
     "see it, or not, for yourself. **zoom** shows the same scene at more pixels (the paper's setting); "
     "**canvas** keeps object size and widens the view (pure position extrapolation)."
 )
+shared.share_view(URL_KEYS)
 
 available = cached.get_available_models()
 spec_of = {s.name: s for s in available}
@@ -22,11 +28,12 @@ if not available:
     st.error("No models are available; see the Home page.")
     st.stop()
 
+shared.restore_choice("res_models", list(spec_of))
+shared.restore_choice("res_list", RESOLUTIONS)
 c1, c2 = st.columns([3, 2])
 chosen = c1.multiselect("models", list(spec_of), default=bundled or list(spec_of)[:1],
                         format_func=lambda n: spec_of[n].display, key="res_models")
-resolutions = c2.multiselect("resolutions (px)", [16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160, 192, 224,
-                                                   256, 288, 320, 384, 448, 512],
+resolutions = c2.multiselect("resolutions (px)", RESOLUTIONS,
                              default=[32, 48, 64, 96, 128, 192], key="res_list",
                              help="Sizes that are not a multiple of a model's patch size are rounded to the "
                                   "nearest one; the table's 'requested' column says so.")

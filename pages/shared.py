@@ -1,7 +1,7 @@
 """Widgets the model-comparison pages share (not a page itself: app.py does not list it)."""
 import streamlit as st
 
-from rope_viz import cached, data, models
+from rope_viz import cached, data, models, urlstate
 from rope_viz.errors import RopeVizError
 
 NONE = "(none)"
@@ -19,6 +19,8 @@ def pick_models(prefix: str) -> list[models.ModelSpec]:
         st.stop()
     names = [s.name for s in available]
     spec_of = {s.name: s for s in available}
+    restore_choice(f"{prefix}_model_a", names)
+    restore_choice(f"{prefix}_model_b", [NONE] + names)
 
     def default(pos: str, fallback: int) -> int:
         return next((i for i, s in enumerate(available) if s.source == "bundled" and s.pos == pos),
@@ -48,6 +50,7 @@ def pick_image(prefix: str, patch: int, default_res: int, max_res: int = 2048):
         st.stop()
     try:
         if source == "sample scene":
+            restore_choice(f"{prefix}_sample", SAMPLES)
             sample = st.selectbox("sample", SAMPLES, key=f"{prefix}_sample",
                                   format_func=lambda p: p.stem.split("_", 2)[-1].replace("_", " "))
             return cached.get_input_image("sample", str(sample), resolution), resolution
@@ -71,3 +74,58 @@ def pick_image(prefix: str, patch: int, default_res: int, max_res: int = 2048):
     except RopeVizError as err:
         st.error(str(err))
         st.stop()
+
+
+# ---------------------------------------------------------------- shareable views (state in the URL)
+
+def model_keys(prefix: str) -> dict[str, str]:
+    """URL schema of pick_models' widgets."""
+    return {f"{prefix}_model_a": "str", f"{prefix}_model_b": "str"}
+
+
+def image_keys(prefix: str) -> dict[str, str]:
+    """URL schema of pick_image's widgets (an upload cannot travel in a link; the rest can)."""
+    return {f"{prefix}_source": "str", f"{prefix}_res": "int", f"{prefix}_sample": "str",
+            f"{prefix}_seed": "int", f"{prefix}_mode": "str"}
+
+
+def share_view(schema: dict[str, str]) -> None:
+    """Call at the top of a page: restore its widgets from a pasted URL on arrival, write their current
+    values into the URL on every run, and offer a "copy link" button in the sidebar.
+
+    Widget values are already updated when a run starts, so writing here keeps the URL current even
+    when the page stops early; a fragment writes its own keys with write_url.
+    """
+    values, problems = urlstate.decode_params(st.query_params.to_dict(), schema)
+    for key, value in values.items():
+        if key not in st.session_state:  # arrival: the URL wins; afterwards the widgets do
+            st.session_state[key] = value
+    for problem in problems:
+        st.warning(problem)
+    write_url(schema)
+    with st.sidebar:
+        cached.show_copy_link()
+
+
+def write_url(schema: dict[str, str]) -> None:
+    """Put the schema's current widget values into the query string (only what changed)."""
+    encoded = urlstate.encode_state(st.session_state, schema)
+    current = st.query_params.to_dict()
+    for key, text in encoded.items():
+        if current.get(key) != text:
+            st.query_params[key] = text
+
+
+def restore_choice(key: str, choices) -> None:
+    """A value restored from the URL must be one of the widget's choices; otherwise say so and use the default."""
+    if key in st.session_state and isinstance(st.session_state[key], list):  # a multiselect
+        kept = [v for v in st.session_state[key] if v in choices]
+        if len(kept) < len(st.session_state[key]):
+            st.warning(f"The link's {key} names choices that are not here; they are left out.")
+            st.session_state[key] = kept
+    elif key in st.session_state and isinstance(st.session_state[key], str):
+        try:
+            st.session_state[key] = urlstate.match_choice(st.session_state[key], choices, key)
+        except urlstate.UrlStateError as err:
+            st.warning(str(err))
+            del st.session_state[key]

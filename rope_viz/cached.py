@@ -5,12 +5,16 @@ arrays are cached per primitive key. Pure work stays in the other modules.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas  # noqa: F401  (imported up front: a page left mid-import would leave it half-initialised)
 import streamlit as st
 import torch
 
-from rope_viz import models, rope
+from rope_viz import explorer, models, rope
+
+FRONTEND = Path(__file__).resolve().parent / "frontend"
 
 
 def _use_app_navigation() -> None:
@@ -201,3 +205,36 @@ def get_attribution(name: str, device: str, key: str, _pixels: np.ndarray, metho
             "delta": None if result.delta is None else float(result.delta[0]),
             "logit_gap": None if result.logit_gap is None else float(result.logit_gap[0]),
             "steps": result.steps, "capped": result.capped}
+
+
+# ---------------------------------------------------------------- browser components (rope_viz/frontend)
+
+_explorer = st.components.v2.component(
+    "rope_viz.attention_explorer", html=(FRONTEND / "explorer.html").read_text(),
+    css=(FRONTEND / "explorer.css").read_text(), js=(FRONTEND / "explorer.js").read_text())
+_copy_link = st.components.v2.component(
+    "rope_viz.copy_link", html=(FRONTEND / "copylink.html").read_text(),
+    css=(FRONTEND / "copylink.css").read_text(), js=(FRONTEND / "copylink.js").read_text())
+
+
+def get_explorer_payload(names: list[str], labels: list[str], device: str, key: str, pixels: np.ndarray, layer: int,
+                         patch: int, state: dict) -> bytes:
+    """The explorer's bytes: the image and `layer`'s q and k of each model (already captured, shared)."""
+    captures = {label: get_capture(name, device, key, pixels)[0] for name, label in zip(names, labels)}
+    payload_id = f"{key}|{'|'.join(names)}|{layer}"
+    return explorer.pack(captures, layer, pixels, patch, {**state, "payload_id": payload_id})
+
+
+def show_explorer(payload: bytes, key: str, on_pin) -> None:
+    """Mount the attention explorer; `on_pin(x, y)` runs (as a callback, before the rerun) when a patch is clicked."""
+    def pinned():
+        value = (st.session_state.get(key) or {}).get("pinned")
+        if value:
+            on_pin(int(value["x"]), int(value["y"]))
+
+    _explorer(data=payload, key=key, on_pinned_change=pinned, height="content")
+
+
+def show_copy_link(key: str = "copy_link") -> None:
+    """A button that copies the page's URL (its query string holds the view) to the clipboard."""
+    _copy_link(key=key, height="content")

@@ -4,6 +4,8 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from rope_viz import explorer
+
 TIMEOUT = 120
 
 
@@ -62,11 +64,23 @@ def test_frequencies_model_mode(model):
     assert charts == (7 if model == "tiny-rope_mixed" else 4)  # learned mixed adds the across-layers views
 
 
+def explorer_shown(at) -> bool:
+    return any(e.key == "att_explorer" for e in at.get("bidi_component"))
+
+
 def test_attention_every_control():
     at = run_page("pages/attention.py")
     assert not at.error, [e.value for e in at.error]
     assert at.selectbox(key="att_model_a").value == "tiny-ape"
     assert at.selectbox(key="att_model_b").value == "tiny-rope_mixed"
+    # By default the maps are drawn by the browser-side explorer from one layer's q and k.
+    payload = next(e for e in at.get("bidi_component") if e.key == "att_explorer").proto.bytes
+    header = explorer.unpack_header(payload)
+    assert [m["label"].split(" [")[0] for m in header["models"]] == ["tiny APE", "tiny RoPE-Mixed"]
+    assert header["layer"] == 1 and header["grid"] == [4, 4] and header["view"] == "query"
+    assert [(m["heads"], m["tokens"], m["dim"]) for m in header["models"]] == [(2, 17, 16)] * 2
+    assert len(at.get("plotly_chart")) == 2  # distance, entropy
+    at.radio(key="att_engine").set_value("server").run()
     assert len(at.get("plotly_chart")) == 4  # one map per model, distance, entropy
     for view in ("heads", "mean", "cls", "rollout", "query"):
         at.selectbox(key="att_view").set_value(view).run()
@@ -156,3 +170,32 @@ def test_attribution_every_control():
 
 # Bad input of every kind (images, checkpoints, resolutions, folders, theory settings, CLI) is in
 # tests/test_bad_input.py, the one list.
+
+
+def test_attention_view_restores_from_url_and_is_written_back():
+    at = AppTest.from_file("../app.py", default_timeout=TIMEOUT)
+    link = {"att_model_a": "tiny-rope_axial", "att_model_b": "(none)", "att_source": "scene by seed",
+            "att_seed": "10000042", "att_mode": "canvas", "att_res": "48", "att_engine": "server", "att_view": "heads",
+            "att_layer": "0", "att_qx": "5", "att_qy": "1"}
+    at.query_params.update(link)
+    at.run()
+    at.switch_page("pages/attention.py").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.selectbox(key="att_model_a").value == "tiny-rope_axial"
+    assert at.number_input(key="att_seed").value == 10_000_042 and at.number_input(key="att_res").value == 48
+    assert (at.selectbox(key="att_view").value, at.slider(key="att_layer").value) == ("heads", 0)
+    assert (at.number_input(key="att_qx").value, at.number_input(key="att_qy").value) == (5, 1)
+    assert len(at.get("plotly_chart")) == 3  # one model's maps (server path), distance, entropy
+    at.slider(key="att_layer").set_value(1).run()
+    assert at.query_params["att_layer"] == "1" and at.query_params["att_seed"] == "10000042"
+
+
+def test_bad_link_values_are_one_sentence_each():
+    at = AppTest.from_file("../app.py", default_timeout=TIMEOUT)
+    at.query_params.update({"att_model_a": "no-such-model", "att_layer": "deep"})
+    at.run()
+    at.switch_page("pages/attention.py").run()
+    assert not at.exception
+    warnings = " ".join(w.value for w in at.warning)
+    assert "att_layer='deep' is not a valid int" in warnings and "att_model_a='no-such-model'" in warnings
+    assert at.selectbox(key="att_model_a").value == "tiny-ape"  # the default
