@@ -77,7 +77,7 @@ def attention_panel():
     qx = int(c1.number_input("query x (patch column)", 0, gw - 1, key="att_qx"))
     qy = int(c2.number_input("query y (patch row)", 0, gh - 1, key="att_qy"))
 
-    shared.write_url(PANEL_KEYS)
+    shared.write_url()
     if engine == "browser" and view in explorer.VIEWS:
         browser_panel(view, min(layer, depth - 1), head, opacity, qx, qy)
         return

@@ -115,7 +115,7 @@ def kernel_panel():
     c1, c2 = st.columns(2)
     qx = c1.number_input("query x (column)", 0, k_grid - 1, key="freq_qx")
     qy = c2.number_input("query y (row)", 0, k_grid - 1, key="freq_qy")
-    shared.write_url(KERNEL_KEYS)
+    shared.write_url()
     kernels = {label: cached.get_kernel(f, k_grid, k_grid, int(qx), int(qy)) for label, f in heads.items()}
     st.plotly_chart(
         figures.fig_heatmaps(kernels, f"mean_j cos(w_j · (p − p_query)), layer {layer}, head {head}",

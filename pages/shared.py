@@ -5,6 +5,7 @@ from rope_viz import cached, data, models, urlstate
 from rope_viz.errors import RopeVizError
 
 NONE = "(none)"
+URL_SCHEMA = "url_schema"  # session key: the running page's {widget key: kind}
 SAMPLES = sorted((models.ASSETS_DIR / "images").glob("scene_*.png"))
 
 
@@ -102,14 +103,19 @@ def share_view(schema: dict[str, str]) -> None:
             st.session_state[key] = value
     for problem in problems:
         st.warning(problem)
-    write_url(schema)
+    st.session_state[URL_SCHEMA] = schema
+    write_url()
     with st.sidebar:
         cached.show_copy_link()
 
 
-def write_url(schema: dict[str, str]) -> None:
-    """Put the schema's current widget values into the query string (only what changed)."""
-    encoded = urlstate.encode_state(st.session_state, schema)
+def write_url() -> None:
+    """Put the page's current widget values (share_view's schema) into the query string, only what changed.
+
+    A fragment calls this after its widgets, so a click inside it updates the link too, and the first
+    run's widget defaults are in the link as soon as the fragment has drawn.
+    """
+    encoded = urlstate.encode_state(st.session_state, st.session_state.get(URL_SCHEMA, {}))
     current = st.query_params.to_dict()
     for key, text in encoded.items():
         if current.get(key) != text:

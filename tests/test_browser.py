@@ -58,6 +58,27 @@ def assert_no_error(pg):
     assert errors.count() == 0, errors.first.inner_text()
 
 
+PAGES = ["/", "/home", "/lesson", "/frequencies", "/attention", "/resolution", "/attribution"]
+
+
+def assert_no_modal(pg):
+    """Streamlit's "Page not found" (and any other) dialog is absent."""
+    dialogs = pg.locator("[role='dialog']")
+    assert dialogs.count() == 0, dialogs.first.inner_text()
+
+
+def test_every_page_url_opens_without_a_modal(page, streamlit_url):
+    for path in PAGES:
+        page.goto(streamlit_url + path)
+        wait_for_app(page)
+        page.wait_for_selector("[data-testid='stMainBlockContainer'] h1", timeout=90_000)
+        wait_for_app(page)
+        assert_no_modal(page)
+        assert_no_error(page)
+        heading = page.locator("[data-testid='stMainBlockContainer'] h1").first.inner_text()
+        assert heading and "not found" not in heading.lower(), (path, heading)
+
+
 def test_home_and_navigation_titles(page, streamlit_url):
     page.goto(streamlit_url + "/home")
     wait_for_app(page)
@@ -98,7 +119,7 @@ def heatmap_z(page, chart_index: int) -> str:
 
 
 def test_attention_click_moves_query_and_changes_maps(page, streamlit_url):
-    open_page(page, streamlit_url + "/attention", 4, "attention")
+    open_page(page, streamlit_url + "/attention?att_engine=server", 4, "attention")  # the server path
     query_x = page.get_by_label("query x (patch column)")
     before_x, before_maps = query_x.input_value(), heatmap_z(page, 0)
     chart = page.locator(".js-plotly-plot").first
@@ -141,3 +162,85 @@ def test_attribution_page_renders_both_models(page, streamlit_url):
     titles = page.locator(".js-plotly-plot").first.inner_text()
     assert "APE" in titles and "RoPE-Mixed" in titles  # the bundled defaults, side by side
     page.screenshot(path=str(SCREENSHOTS / "attribution.png"), full_page=True)
+
+
+def explorer_state(pg) -> dict:
+    return pg.evaluate("""() => { const s = window.ropeExplorer && window.ropeExplorer.att_explorer;
+        if (!s) return null;
+        const rows = {}, panels = {};
+        for (const [m, r] of Object.entries(s.rows)) rows[m] = Array.from(r);
+        for (const [m, p] of Object.entries(s.panels)) {
+            panels[m] = {}; for (const [l, v] of Object.entries(p)) panels[m][l] = Array.from(v); }
+        return {query: s.query, tokens: s.tokens, rows, panels, zmax: s.zmax, repaints: s.repaints}; }""")
+
+
+def server_rows(model_name: str, resolution: int, query_xy: tuple[int, int], layer: int):
+    """What the server computes for the Attention page's default image (the first sample scene)."""
+    import torch
+
+    from rope_viz import capture, data, models
+
+    sample = sorted((models.ASSETS_DIR / "images").glob("scene_*.png"))[0]
+    image = data.load_image(sample.read_bytes(), sample.name)
+    pixels = (data.resize_center_crop(image, resolution) * 255).round().to(torch.uint8)  # the page's image
+    loaded = models.load_model(model_name)
+    qk = capture.capture_qk(loaded, loaded.normalise(pixels[None]))
+    return capture.attention_rows(qk, capture.patch_token(qk, *query_xy))[0, layer]  # (H, N)
+
+
+@pytest.mark.parametrize("resolution", [64, 128])
+def test_explorer_hover_follows_mouse_and_equals_server_rows(page, streamlit_url, resolution):
+    import numpy as np
+
+    page.goto(streamlit_url + f"/attention?att_res={resolution}&att_view=heads")
+    wait_for_app(page)
+    page.wait_for_function("() => window.ropeExplorer && window.ropeExplorer.att_explorer", timeout=120_000)
+    wait_for_app(page)
+    before = explorer_state(page)
+    canvas = page.locator("canvas[data-panel]").first
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.8, box["y"] + box["height"] * 0.3)
+    page.wait_for_function(f"() => window.ropeExplorer.att_explorer.repaints > {before['repaints']}")
+    after = explorer_state(page)
+    grid = resolution // 8
+    x, y = after["query"]["x"], after["query"]["y"]
+    assert (x, y) == (int(0.8 * grid), int(0.3 * grid)) != (before["query"]["x"], before["query"]["y"])
+    assert after["panels"] != before["panels"]  # the map moved with the mouse
+    for label, name in (("APE", "scenes-ape"), ("RoPE-Mixed", "scenes-rope-mixed")):
+        shown = next(k for k in after["rows"] if k.startswith(label + " "))
+        exact = server_rows(name, resolution, (x, y), layer=3).numpy()  # (H, N); default layer: the last
+        rows = np.array(after["rows"][shown]).reshape(exact.shape)
+        assert np.abs(rows - exact).max() < 1e-4, (shown, np.abs(rows - exact).max())
+        drawn = np.array(after["panels"][shown]["head 1"])  # what head 1's panel painted: patch columns of the row
+        assert np.abs(drawn - exact[1, 1:]).max() < 1e-4
+    page.screenshot(path=str(SCREENSHOTS / f"explorer_{resolution}.png"), full_page=True)
+
+
+def test_deep_link_restores_view_in_fresh_context(page, streamlit_url):
+    """Pin a query and change the view, copy the link, open it in a new browser context: the same view."""
+    page.goto(streamlit_url + "/attention?att_view=mean&att_layer=1")
+    wait_for_app(page)
+    page.wait_for_function("() => window.ropeExplorer && window.ropeExplorer.att_explorer", timeout=120_000)
+    canvas = page.locator("canvas[data-panel]").first
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 0.1, box["y"] + box["height"] * 0.9)  # pin patch (0, 7)
+    page.wait_for_function("() => new URL(location.href).searchParams.get('att_qy') === '7'", timeout=60_000)
+    wait_for_app(page)
+    page.get_by_test_id("copy-link").click()
+    link = page.evaluate("() => window.ropeCopiedLink")
+    assert "att_qx=0" in link and "att_view=mean" in link and "att_model_a=scenes-ape" in link
+    fresh = page.context.browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        other = fresh.new_page()
+        other.goto(link)
+        wait_for_app(other)
+        other.wait_for_function("() => window.ropeExplorer && window.ropeExplorer.att_explorer", timeout=120_000)
+        state = explorer_state(other)
+        assert state["query"] == {"x": 0, "y": 7} and list(next(iter(state["panels"].values()))) == ["mean over heads"]
+        assert other.get_by_label("query y (patch row)").input_value() == "7"
+        assert_no_modal(other)
+        other.screenshot(path=str(SCREENSHOTS / "deep_link.png"), full_page=True)
+    finally:
+        fresh.close()
