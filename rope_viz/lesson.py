@@ -55,9 +55,9 @@ def fig_pair_turn(turn: dict, pair: np.ndarray, x: int, y: int) -> go.Figure:
     """Left: cos(w . p) over the grid, the patch marked. Right: the pair before (p = 0) and after rotation."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=["cos(w · p): how far the pair has turned at each patch",
                                                         f"the pair at patch ({x}, {y}): turned by {turn['angle']:.2f} rad"],
-                        horizontal_spacing=0.12)
+                        horizontal_spacing=0.2)
     fig.add_trace(go.Heatmap(z=np.cos(turn["angles"]), zmin=-1, zmax=1, colorscale=figures.DIVERGING,
-                             colorbar=dict(title="cos(angle)", x=0.44),
+                             colorbar=dict(title="cos(angle)", x=0.41),
                              hovertemplate="x=%{x}, y=%{y}<br>cos(w·p)=%{z:.3f}<extra></extra>"), row=1, col=1)
     fig.add_trace(go.Scatter(x=[x], y=[y], mode="markers", showlegend=False, name="patch",
                              marker=dict(symbol="x-thin", size=16, line=dict(width=3, color="black"))), row=1, col=1)

@@ -1,6 +1,7 @@
 """A real browser (Debian chromium through Playwright) drives the running app."""
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -244,3 +245,27 @@ def test_deep_link_restores_view_in_fresh_context(page, streamlit_url):
         other.screenshot(path=str(SCREENSHOTS / "deep_link.png"), full_page=True)
     finally:
         fresh.close()
+
+
+LESSON_STEPS = [("patch x", 0), ("move both patches by dx", 1), ("pairs added", 2), ("mixed direction (degrees)", 3),
+                ("zoom", 4)]
+
+
+def test_every_lesson_step_renders_and_responds(page, streamlit_url):
+    open_page(page, streamlit_url + "/lesson", 5, "lesson")
+    page.screenshot(path=str(SCREENSHOTS / "lesson_top.png"))
+    for label, chart in LESSON_STEPS:
+        figure = f"JSON.stringify(document.querySelectorAll('.js-plotly-plot')[{chart}].data)"
+        before = page.evaluate(f"() => {figure}")
+        if label == "zoom":  # step 5: the other eval set
+            page.get_by_text("zoom", exact=True).click()
+        else:
+            thumb = page.get_by_role("slider", name=label)
+            thumb.scroll_into_view_if_needed()
+            thumb.focus()
+            thumb.press("ArrowRight")
+        page.wait_for_function(f"() => {figure} !== {json.dumps(before)}", timeout=60_000)
+        wait_for_app(page)
+        assert_no_error(page)
+        page.locator(".js-plotly-plot").nth(chart).screenshot(path=str(SCREENSHOTS / f"lesson_step{chart + 1}.png"))
+    assert "lesson_mode=zoom" in page.url and "lesson_x=4" in page.url  # the steps' controls are in the link
