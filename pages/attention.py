@@ -64,7 +64,12 @@ def attention_panel():
     opacity = c1.slider("overlay opacity", 0.0, 1.0, 0.6, 0.05, key="att_opacity")
     fusion = c2.selectbox("rollout head fusion", capture.HEAD_FUSIONS, key="att_fusion",
                           help="How rollout merges the heads of a layer before multiplying through the layers.")
+    query_panel(engine, view, min(layer, depth - 1), head, opacity, fusion)
 
+
+@st.fragment
+def query_panel(engine: str, view: str, layer: int, head: int, opacity: float, fusion: str):
+    """The query and the maps: a click on a map reruns only this (the controls above stay as they are)."""
     for name in chosen:  # a click on either model's chart moves the query
         event = st.session_state.get(f"att_chart_{name}")
         points = event.get("selection", {}).get("points", []) if event else []
@@ -79,10 +84,10 @@ def attention_panel():
 
     shared.write_url()
     if engine == "browser" and view in explorer.VIEWS:
-        browser_panel(view, min(layer, depth - 1), head, opacity, qx, qy)
+        browser_panel(view, layer, head, opacity, qx, qy)
         return
-    panels = {name: cached.get_attention_panels(name, device, key, pixels, view, min(layer, depth - 1), head,
-                                                qx, qy, fusion) for name in chosen}
+    panels = {name: cached.get_attention_panels(name, device, key, pixels, view, layer, head, qx, qy, fusion)
+              for name in chosen}
     zmax = max(float(a.max()) for p in panels.values() for a in p.values()) or 1.0  # one scale for all panels
     where = "" if view == "rollout" else f", layer {layer}"
     for name in chosen:
@@ -90,10 +95,14 @@ def attention_panel():
             figures.fig_attention_overlay(pixels, panels[name], patch, zmax, opacity, (qx, qy),
                                           title=f"{spec_of[name].display}: {views.ATTENTION_VIEWS[view]}{where}"),
             key=f"att_chart_{name}", on_select="rerun", selection_mode="points")
-    table = [{"model": name, "panel": label, "x": x, "y": y, "attention": float(a[y, x])}
-             for name, p in panels.items() for label, a in p.items() for y in range(gh) for x in range(gw)]
-    st.download_button("Download these maps (CSV)", data=views.to_csv(table), file_name=f"attention_{view}_{resolution}px.csv",
-                       mime="text/csv", key="att_download")
+
+    def csv() -> str:  # built only when the button is pressed, so a click on a map does not pay for it
+        return views.to_csv([{"model": name, "panel": label, "x": x, "y": y, "attention": float(a[y, x])}
+                             for name, p in panels.items() for label, a in p.items()
+                             for y in range(gh) for x in range(gw)])
+
+    st.download_button("Download these maps (CSV)", data=csv, file_name=f"attention_{view}_{resolution}px.csv",
+                       mime="text/csv", key="att_download", on_click="ignore")
     st.caption("Colour: attention weight (softmax probability, one scale shared by every panel). "
                "× marks the query patch. CLS and rollout maps start from the CLS token; attention to the "
                "CLS token itself is not drawn, so a map sums to less than 1.")

@@ -18,10 +18,12 @@ frequencies per layer and head), with and without APE, and show that RoPE keeps 
 far better when a 224 px model sees larger images.
 
 **Pages**
+- **Lesson: RoPE in 2D**: new to RoPE? Five small interactive steps from one rotating feature pair
+  to what the bundled models do beyond their training grid.
 - **Frequencies**: the frequency vectors w_j of every head, the phase maps cos(w_j · p), the
   similarity kernel around a patch you pick (axial's cross-shaped artefact vs mixed's diagonal
   reach), their 2D spectra, and how learned frequencies change across layers and heads.
-- **Attention**: two models side by side on one image at any resolution; click a patch to see
+- **Attention**: two models side by side on one image at any resolution; hover a patch to see
   its exact attention in one head, every head, the head mean, the CLS token's attention or the
   rollout, plus mean attention distance and entropy per layer and head, and each model's top-5.
 - **Resolution**: accuracy against input size for several models at once (held-out scenes in

@@ -95,7 +95,7 @@ def share_view(schema: dict[str, str]) -> None:
     values into the URL on every run, and offer a "copy link" button in the sidebar.
 
     Widget values are already updated when a run starts, so writing here keeps the URL current even
-    when the page stops early; a fragment writes its own keys with write_url.
+    when the page stops early; a fragment calls write_url after its own widgets.
     """
     values, problems = urlstate.decode_params(st.query_params.to_dict(), schema)
     for key, value in values.items():
