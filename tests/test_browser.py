@@ -240,7 +240,9 @@ def test_deep_link_restores_view_in_fresh_context(page, streamlit_url):
         other.wait_for_function("() => window.ropeExplorer && window.ropeExplorer.att_explorer", timeout=120_000)
         state = explorer_state(other)
         assert state["query"] == {"x": 0, "y": 7} and list(next(iter(state["panels"].values()))) == ["mean over heads"]
-        assert other.get_by_label("query y (patch row)").input_value() == "7"
+        wait_for_app(other)
+        values = other.evaluate("() => Array.from(document.querySelectorAll('input')).map(i => [i.ariaLabel, i.value])")
+        assert other.get_by_label("query y (patch row)").input_value() == "7", values
         assert_no_modal(other)
         other.screenshot(path=str(SCREENSHOTS / "deep_link.png"), full_page=True)
     finally:
