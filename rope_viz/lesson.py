@@ -52,7 +52,10 @@ def pair_turn(freq: np.ndarray, pair: np.ndarray, x: int, y: int, grid: int = GR
 
 
 def fig_pair_turn(turn: dict, pair: np.ndarray, x: int, y: int) -> go.Figure:
-    """Left: cos(w . p) over the grid, the patch marked. Right: the pair before (p = 0) and after rotation."""
+    """Left: cos(w . p) over the grid, the patch marked. Right: the pair before (p = 0) and after rotation.
+
+    Shapes: turn from pair_turn; pair (2,)
+    """
     fig = make_subplots(rows=1, cols=2, subplot_titles=["cos(w · p): how far the pair has turned at each patch",
                                                         f"the pair at patch ({x}, {y}): turned by {turn['angle']:.2f} rad"],
                         horizontal_spacing=0.2)
@@ -113,7 +116,10 @@ def offset_logits(freqs: np.ndarray, query_xy, key_xy, shift_xy, seed: int = 0) 
 
 
 def fig_offset(logits: dict, query_xy, key_xy, shift_xy, grid: int = GRID) -> go.Figure:
-    """Left: the two patches and where they move. Right: the logits before and after the move."""
+    """Left: the two patches and where they move. Right: the logits before and after the move.
+
+    Shapes: logits from offset_logits; query_xy, key_xy, shift_xy (x, y) in patches
+    """
     fig = make_subplots(rows=1, cols=2, column_widths=[0.45, 0.55], horizontal_spacing=0.12,
                         subplot_titles=["query (q) and key (k) patches, moved together",
                                         "attention logit q · k before and after the move"])
@@ -156,7 +162,10 @@ def partial_kernels(freqs: np.ndarray, pairs: int, query_xy, grid: int = GRID) -
 
 
 def fig_axial_vs_mixed(panels: dict[str, np.ndarray], kernels: dict[str, np.ndarray], query_xy) -> go.Figure:
-    """Top: each kind's frequency vectors. Bottom: its similarity kernel around the query."""
+    """Top: each kind's frequency vectors. Bottom: its similarity kernel around the query.
+
+    Shapes: panels {label: (D/2, 2)}, kernels {label: (h, w)}
+    """
     labels = list(panels)
     fig = make_subplots(rows=2, cols=len(labels), vertical_spacing=0.12, horizontal_spacing=0.12,
                         row_heights=[0.4, 0.6], subplot_titles=[f"{k}: frequency vectors" for k in labels]
@@ -214,7 +223,10 @@ def measured_top1(specs, mode: str) -> list[dict]:
 
 
 def fig_measured(rows: list[dict], resolution: int, mode: str) -> go.Figure:
-    """Measured top-1 (%) against input size, the training size and the chosen size marked."""
+    """Measured top-1 (%) against input size, the training size and the chosen size marked.
+
+    Shapes: rows from measured_top1
+    """
     fig = go.Figure()
     for i, model in enumerate(dict.fromkeys(r["model"] for r in rows)):
         mine = [r for r in rows if r["model"] == model]
@@ -230,7 +242,10 @@ def fig_measured(rows: list[dict], resolution: int, mode: str) -> go.Figure:
 
 
 def beyond_summary(rows: list[dict], resolution: int) -> list[dict]:
-    """Each model's top-1 at `resolution` and the change from its training size (percentage points)."""
+    """Each model's top-1 at `resolution` and the change from its training size (percentage points).
+
+    Shapes: rows from measured_top1 -> [{model, top1, change}], best first
+    """
     out = []
     for model in dict.fromkeys(r["model"] for r in rows):
         mine = {r["resolution"]: r for r in rows if r["model"] == model}

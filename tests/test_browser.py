@@ -269,5 +269,8 @@ def test_every_lesson_step_renders_and_responds(page, streamlit_url):
         page.wait_for_function(f"() => {figure} !== {json.dumps(before)}", timeout=60_000)
         wait_for_app(page)
         assert_no_error(page)
-        page.locator(".js-plotly-plot").nth(chart).screenshot(path=str(SCREENSHOTS / f"lesson_step{chart + 1}.png"))
+        # A picture of the step for people (a page clip: Plotly may still be settling the element).
+        box = page.locator(".js-plotly-plot").nth(chart).bounding_box()
+        if box:
+            page.screenshot(path=str(SCREENSHOTS / f"lesson_step{chart + 1}.png"), clip=box)
     assert "lesson_mode=zoom" in page.url and "lesson_x=4" in page.url  # the steps' controls are in the link
