@@ -6,7 +6,7 @@ from rope_viz import attribution, cached, figures
 from rope_viz.errors import RopeVizError
 
 URL_KEYS = {"attr_method": "str", "attr_target": "str", "attr_display": "str", "attr_opacity": "float",
-            "attr_steps": "int", "attr_block": "int", "attr_sanity": "bool"}
+            "attr_steps": "str", "attr_block": "int", "attr_sanity": "bool"}
 
 st.title("Attribution")
 st.markdown(
@@ -32,6 +32,7 @@ target = None if target_name == "(predicted)" else list(class_names).index(targe
 display = c2.radio("display", ["absolute", "signed"], horizontal=True, key="attr_display",
                    help="Signed keeps evidence for (red) and against (blue) the target; absolute shows magnitude.")
 opacity = c3.slider("overlay opacity", 0.0, 1.0, 0.65, 0.05, key="attr_opacity")
+shared.restore_choice("attr_steps", ["auto", 16, 32, 64, 128, 256, 512])
 ig_steps = c4.selectbox("IG steps", ["auto"] + [16, 32, 64, 128, 256, 512], key="attr_steps",
                         help="Integrated Gradients only. auto doubles the steps from 32 until the attributions add "
                              "up to the logit change within 1% (completeness), at most 512.")

@@ -132,6 +132,6 @@ def restore_choice(key: str, choices) -> None:
     elif key in st.session_state and isinstance(st.session_state[key], str):
         try:
             st.session_state[key] = urlstate.match_choice(st.session_state[key], choices, key)
-        except urlstate.UrlStateError as err:
+        except RopeVizError as err:
             st.warning(str(err))
             del st.session_state[key]

@@ -83,8 +83,9 @@ def decode_params(params: dict[str, str], schema: dict[str, str]) -> tuple[dict,
 
 
 def match_choice(value, choices, name: str = "value"):
-    """The choice `value` names (a path choice by its file name); UrlStateError when there is none."""
+    """The choice `value` names (a path by its file name, a number by its text: a select box of
+    "auto" or sizes); UrlStateError when there is none."""
     for choice in choices:
-        if choice == value or (isinstance(choice, PurePath) and choice.name == value):
+        if choice == value or (isinstance(choice, PurePath) and choice.name == value) or str(choice) == value:
             return choice
     raise UrlStateError(f"The link's {name}={value!r} is not one of the choices here; the default is used instead.")

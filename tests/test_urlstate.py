@@ -40,3 +40,8 @@ def test_unknown_choice_and_kind():
         urlstate.match_choice("scenes-nope", ["scenes-ape"], "att_model_a")
     with pytest.raises(ValueError, match="valid: int, float"):
         urlstate.encode(1, "complex")
+
+
+def test_a_number_choice_is_found_by_its_text():
+    assert urlstate.match_choice("32", ["auto", 16, 32]) == 32
+    assert urlstate.match_choice("auto", ["auto", 16, 32]) == "auto"
