@@ -43,7 +43,10 @@ st.subheader(f"Top-5 predictions at {resolution} px")
 cols = st.columns(len(specs))
 for col, spec in zip(cols, specs):
     col.markdown(f"**{spec.display}**")
-    col.dataframe(views.top_k(captures[spec.name][1], spec.class_names), hide_index=True, width="stretch")
+    if spec.has_classifier:
+        col.dataframe(views.top_k(captures[spec.name][1], spec.class_names), hide_index=True, width="stretch")
+    else:
+        col.info(models.classifier_note(spec, "a top-5"))
 
 
 # ------------------------------------------------------------------ maps

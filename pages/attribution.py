@@ -19,6 +19,10 @@ st.markdown(
 shared.share_view({**shared.model_keys("attr"), **shared.image_keys("attr"), **URL_KEYS})
 specs = shared.pick_models("attr")
 shared.restore_choice("attr_method", list(attribution.METHODS))
+for spec in specs:
+    if not spec.has_classifier:
+        st.error(models.classifier_note(spec, "an attribution target"))
+        st.stop()
 patch = specs[0].patch_size
 method = st.selectbox("method", list(attribution.METHODS), format_func=attribution.METHODS.get, key="attr_method")
 pixels, resolution = shared.pick_image("attr", patch, specs[0].train_res, max_res=1024)

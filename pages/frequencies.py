@@ -56,14 +56,23 @@ if choice == THEORY:
     train_grid, patch_px, learned = 14, 16, None
 else:
     spec = next(s for s in rope_models if s.name == choice)
+    facts = views.family_facts(spec.family)
+    train_grid, patch_px = spec.train_res // spec.patch_size, spec.patch_size
+    freq_grid = train_grid
+    if facts["grid_dependent"]:  # normalised positions: rad/patch depends on the grid
+        freq_grid = int(st.number_input(
+            "patch grid for the frequencies (patches per side)", min_value=1, max_value=128, value=train_grid,
+            key="freq_model_grid", help=f"{facts['label']} normalises positions to the grid, so its vectors in "
+                                        f"rad/patch depend on it; {train_grid} is the training grid."))
     try:
-        freqs = cached.get_model_freqs(spec.name)
+        freqs = cached.get_model_freqs(spec.name, freq_grid, freq_grid)
     except RopeVizError as err:
         st.error(str(err))
         st.stop()
-    pair_sets = views.axial_vs_mixed(spec.pos, freqs)
-    train_grid, patch_px = spec.train_res // spec.patch_size, spec.patch_size
-    learned = freqs if spec.pos.startswith("rope_mixed") else None
+    st.caption(f"**{spec.family_label}**: {facts['about']}. Prefix tokens (never rotated): {spec.prefix_label}. "
+               + (f"Vectors for a {freq_grid} x {freq_grid} grid." if facts["grid_dependent"] else ""))
+    pair_sets = views.axial_vs_mixed(spec.family, freqs, label=spec.family_label)
+    learned = freqs if facts["learned"] else None
 
 labels = list(pair_sets)
 L, H = next(iter(pair_sets.values())).shape[:2]
@@ -147,7 +156,8 @@ st.caption(
 st.header("5. Across layers and heads")
 if learned is None:
     st.info("Only learned RoPE-Mixed models have frequencies that change across layers and heads. "
-            "Axial frequencies, and the theory view, are the same in every layer.")
+            "Axial frequencies (naver RoPE-Axial, EVA-02, SBB, PE, DINOv3), and the theory view, are the same "
+            "in every layer.")
 else:
     summary = views.frequency_summary(learned)
     c1, c2 = st.columns(2)

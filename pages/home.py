@@ -46,34 +46,46 @@ available = {s.name for s in cached.get_available_models()}
 rows = [
     {
         "model": s.name,
+        "family": s.family_label,
         "position": models.pos_label(s.pos),
         "source": s.source,
         "weights here": "yes" if s.name in available else "no (download needed)",
         "train res (px)": s.train_res,
         "patch (px)": s.patch_size,
-        "classes": s.num_classes,
+        "prefix tokens": s.prefix_label,
+        "classes": str(s.num_classes) if s.num_classes else "none (features)",
+        "mean/std from": s.mean_std_source,
+        "APE resampling": s.ape_resample or "-",
     }
     for s in cached.get_all_models()
 ]
 st.dataframe(rows, hide_index=True, width="stretch")
 st.caption(
-    "Three sources: **bundled** models ship in assets/models and load offline; **hub** models are "
-    "naver's ImageNet RoPE ViTs (and DeiT-III as APE reference) through timm, usable once their "
-    "weights are in the Hugging Face cache (`python -m rope_viz download NAME`); **local** checkpoints "
-    "are files you add below."
+    "Three sources: **bundled** models ship in assets/models and load offline; **hub** models are timm's "
+    "pretrained ViTs of every RoPE family (naver's RoPE ViTs and DeiT-III as in the paper, EVA-02, timm's SBB "
+    "RoPE ViTs, Perception Encoder, DINOv3) and plain APE ViTs, usable once their weights are in the Hugging "
+    "Face cache (`python -m rope_viz download NAME`); **local** checkpoints are files you add below. The family "
+    "and prefix tokens (CLS + registers, never rotated) are read from each model's modules; mean/std from its "
+    "card or timm's pretrained_cfg. APE tables are resampled the paper's way (plain bicubic) for naver and "
+    "APE-only models, timm's antialiased way otherwise. Models without classes (DINOv3 features, PE "
+    "embeddings) work on Frequencies and Attention; accuracy, top-5 and attribution targets need classes."
 )
 
-with st.expander("Add a local checkpoint (.safetensors, .pth, .pt)"):
+with st.expander("Add a local checkpoint (.safetensors, .pth, .pt, .bin)"):
     with st.form("local_checkpoint"):
-        path = st.text_input("Checkpoint path on this machine", placeholder="/path/to/model.safetensors")
-        arch = st.selectbox("Architecture (timm name)", sorted({n.split(".")[0] for n in models.HUB_MODELS}))
+        path = st.text_input("Checkpoint path on this machine", placeholder="/path/to/model.safetensors",
+                             key="local_path")
+        arch = st.selectbox("Architecture (timm name; type another)", models.local_arch_choices(),
+                            accept_new_options=True, key="local_arch",
+                            help="The checkpoint's family, position kind and prefix tokens are read from this "
+                                 "architecture; a tag (.naver_in1k, ...) picks timm's mean/std for it.")
         submitted = st.form_submit_button("Add")
     if submitted:
         try:
-            spec = models.register_local(path.strip(), arch)
+            spec = models.register_local(path.strip(), arch or "")
         except RopeVizError as err:
             st.error(str(err))
         else:
             cached.get_available_models.clear()
             cached.get_all_models.clear()
-            st.success(f"Added {spec.name}; it is now listed on every page.")
+            st.success(f"Added {spec.name} ({spec.family_label}); it is now listed on every page.")

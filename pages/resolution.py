@@ -45,7 +45,8 @@ limit = int(c2.number_input("images per cell (N)", 10, 100_000, 500, step=100, k
                             help="The first N held-out scenes (seeds from 10,000,000), or the first N images."))
 position = c3.radio("RoPE positions beyond the training grid", sweep.POSITION_MODES, key="res_position",
                     help="extrapolate: integer patch positions (the paper). interpolate: positions scaled into "
-                         "the training range. APE tables are always resampled bicubically (timm's default).")
+                         "the training range. APE tables are resampled bicubically: the paper's plain way for naver "
+                         "and APE-only models, timm's antialiased way otherwise (the table's ape_resample).")
 dataset = folder.strip() if data_kind == "image folder" else data_kind
 policy = sweep.RESIZE_POLICY["folder" if data_kind == "image folder" else "scenes"]
 st.caption(f"Resize policy: {policy}. Batches of 128, inference mode, fused attention, "

@@ -41,6 +41,9 @@ def pick_models(prefix: str) -> list[models.ModelSpec]:
 
 def pick_image(prefix: str, patch: int, default_res: int, max_res: int = 2048):
     """Image source and resolution widgets -> (pixels (R, R, 3) uint8, R). Stops the page on bad input."""
+    if st.session_state.get(f"{prefix}_res_patch", patch) != patch:  # another model's patch size: its own default
+        st.session_state[f"{prefix}_res"] = default_res
+    st.session_state[f"{prefix}_res_patch"] = patch
     c1, c2 = st.columns([2, 1])
     source = c1.radio("image", ["sample scene", "scene by seed", "upload"], horizontal=True, key=f"{prefix}_source")
     resolution = int(c2.number_input(

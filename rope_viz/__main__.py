@@ -24,16 +24,27 @@ def fail(err: Exception | str) -> int:
     return USER_ERROR
 
 
+LOCAL_HELP = ("a local checkpoint (.safetensors, .pth, .pt, .bin) for a timm architecture, "
+              "e.g. ckpt.pth@vit_small_patch16_rope_mixed_224")
+
+
 def cmd_info(args) -> int:
-    """Print the device and every model with its source, kind and whether its weights are here."""
+    """Print the device and every model: source, family, patch, resolution, prefix tokens, mean/std source."""
     from rope_viz import sweep
 
+    try:
+        for argument in args.add or []:
+            models.resolve_name(argument)
+    except RopeVizError as err:
+        return fail(err)
     print(f"device: {models.device_description()}, {sweep.memory_description(models.default_device())}")
     available = {s.name for s in models.available_models()}
-    print(f"{'model':52} {'source':8} {'position':18} {'res':>4} {'classes':>7}  weights")
+    print(f"{'model':48} {'source':7} {'family':26} {'patch':>5} {'res':>4} {'prefix tokens':17} "
+          f"{'classes':>7}  {'mean/std from':22} weights")
     for s in models.list_models():
         here = "here" if s.name in available else "not downloaded"
-        print(f"{s.name:52} {s.source:8} {models.pos_label(s.pos):18} {s.train_res:>4} {s.num_classes:>7}  {here}")
+        print(f"{s.name:48} {s.source:7} {s.family_label:26} {s.patch_size:>5} {s.train_res:>4} {s.prefix_label:17} "
+              f"{s.num_classes or 'none':>7}  {s.mean_std_source:22} {here}")
     return 0
 
 
@@ -83,7 +94,7 @@ def cmd_eval(args) -> int:
     from rope_viz import cards, sweep
 
     try:
-        spec = models.get_spec(args.model)
+        spec = models.get_spec(models.resolve_name(args.model))
         sweep.check_request([spec.name], args.resolutions, "shapes", args.limit)
         bar, update = _progress_bar(len(args.resolutions) * len(cards.CARD_MODES), f"eval {spec.name}")
         with bar:
@@ -107,7 +118,7 @@ def cmd_sweep(args) -> int:
         sweep.check_request(args.models, args.resolutions, args.data, args.limit, args.batch_size)
         bar, update = _progress_bar(len(args.models) * len(args.resolutions), "sweep")
         with bar:
-            rows = sweep.accuracy_sweep(args.models, args.resolutions, dataset=args.data, limit=args.limit,
+            rows = sweep.accuracy_sweep([models.resolve_name(m) for m in args.models], args.resolutions, dataset=args.data, limit=args.limit,
                                         device=args.device, position=args.position,
                                         batch_size=args.batch_size, progress=update)
     except RopeVizError as err:
@@ -127,7 +138,9 @@ def cmd_sweep(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = OneLineParser(prog="python -m rope_viz", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("info", help="device and models").set_defaults(func=cmd_info)
+    info = sub.add_parser("info", help="device and models")
+    info.add_argument("--add", nargs="+", metavar="PATH@ARCH", help=LOCAL_HELP)
+    info.set_defaults(func=cmd_info)
     download = sub.add_parser("download", help="download hub weights into the Hugging Face cache")
     download.add_argument("names", nargs="+", metavar="NAME", help="hub model names (see `info`)")
     download.set_defaults(func=cmd_download)
@@ -149,14 +162,15 @@ def main(argv: list[str] | None = None) -> int:
     train_p.add_argument("--resume", action="store_true", help="continue an interrupted run")
     train_p.set_defaults(func=cmd_train)
     eval_p = sub.add_parser("eval", help="a bundled model's top-1 on held-out scenes (the model card's table)")
-    eval_p.add_argument("--model", required=True, help="model name (see `info`)")
+    eval_p.add_argument("--model", required=True, help="model name (see `info`) or PATH@ARCH, " + LOCAL_HELP)
     eval_p.add_argument("--resolutions", type=int, nargs="+", default=[32, 48, 64, 96, 128, 192])
     eval_p.add_argument("--limit", type=int, default=2000, help="held-out scenes per cell (default 2000)")
     eval_p.add_argument("--device", default=None)
     eval_p.add_argument("--write", action="store_true", help="store the table in the model card")
     eval_p.set_defaults(func=cmd_eval)
     sweep_p = sub.add_parser("sweep", help="accuracy per model and resolution, as CSV")
-    sweep_p.add_argument("--models", nargs="+", required=True, metavar="NAME")
+    sweep_p.add_argument("--models", nargs="+", required=True, metavar="NAME",
+                         help="model names (see `info`) or PATH@ARCH, " + LOCAL_HELP)
     sweep_p.add_argument("--resolutions", type=int, nargs="+", required=True, metavar="PX")
     sweep_p.add_argument("--data", default="shapes", help="shapes | shapes:canvas | PATH to an ImageFolder")
     sweep_p.add_argument("--limit", type=int, default=2000, help="images per cell (default 2000)")

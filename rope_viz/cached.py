@@ -57,9 +57,10 @@ def get_device() -> str:
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def get_model_freqs(name: str) -> np.ndarray | None:
-    """The model's freqs (L, H, D/2, 2) as numpy, or None for APE-only models."""
-    freqs = rope.model_freqs(get_model(name, get_device()).module)
+def get_model_freqs(name: str, gh: int | None = None, gw: int | None = None) -> np.ndarray | None:
+    """The model's freqs (L, H, D/2, 2) in rad/patch for a gh x gw grid (default: its training grid) as
+    numpy, or None for APE-only models."""
+    freqs = rope.model_freqs(get_model(name, get_device()).module, None if gh is None else (gh, gw))
     return None if freqs is None else freqs.numpy()
 
 

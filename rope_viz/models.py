@@ -1,71 +1,43 @@
 """Model registry and loading: bundled checkpoints, timm hub weights, and local files.
 
 Every source ends in the same place: a timm model built with dynamic_img_size=True, a state
-dict read safely (safetensors or torch.load(weights_only=True)), converted by timm's own
-checkpoint filter, loaded strictly, and put in eval mode.
+dict read safely (rope_viz.checkpoints), converted by timm's own checkpoint filter, loaded
+strictly, its APE resampling set (rope_viz.ape), and put in eval mode. A model's family, position
+kind and prefix tokens come from its modules (rope_viz.families), never from its name.
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
-import pickle
-import socket
-import sys
-from dataclasses import dataclass, field
-from functools import lru_cache
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import timm
 import torch
+from timm.data import resolve_model_data_config
+from timm.models.eva import Eva
 
-from rope_viz.errors import InputError, RopeVizError
+from rope_viz import ape, data
+from rope_viz.checkpoints import convert_checkpoint, fit_state, load_state_into, read_state_dict, unwrap
+from rope_viz.errors import InputError
+from rope_viz.hub import (HUB_MODELS, HUB_OFFLINE_HELP, class_names_for, hub_cached_file, hub_repo_id, hub_spec,
+                          hub_weights_file, imagenet_class_names, meta_module)
+from rope_viz.specs import (IMAGENET_MEAN, IMAGENET_STD, POS_KINDS, ModelLoadError, ModelSpec, check_resolution,
+                            classifier_note, describe_module, needs_classifier, pos_label)
+
+__all__ = ["ModelSpec", "LoadedModel", "ModelLoadError", "POS_KINDS", "HUB_MODELS", "list_models", "get_spec",
+           "load_model", "register_local", "parse_local", "resolve_name", "with_ape_resample", "local_arch_choices",
+           "available_models", "list_bundled", "build_module", "build_eva", "eva_architecture", "pos_label",
+           "check_resolution", "needs_classifier", "classifier_note", "read_state_dict", "convert_checkpoint",
+           "load_state_into", "unwrap", "hub_weights_file", "hub_cached_file", "hub_repo_id", "imagenet_class_names",
+           "default_device", "device_description", "HUB_OFFLINE_HELP", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 log = logging.getLogger(__name__)
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 BUNDLED_DIR = ASSETS_DIR / "models"
-POS_KINDS = ("ape", "rope_axial", "rope_mixed", "rope_axial_ape", "rope_mixed_ape")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-# The naver RoPE-ViT ImageNet-1k models in timm, and DeiT-III as their APE reference.
-HUB_MODELS = tuple(
-    f"vit_{size}_patch16_rope{kind}_224.naver_in1k"
-    for kind in ("", "_mixed", "_ape", "_mixed_ape")
-    for size in ("small", "base", "large")
-) + tuple(f"deit3_{size}_patch16_224.fb_in1k" for size in ("small", "base", "large"))
-
-HUB_OFFLINE_HELP = (
-    "run `python -m rope_viz download {name}` on a machine with internet access "
-    "(or copy its Hugging Face cache to {cache}), then reload."
-)
-
-
-class ModelLoadError(RopeVizError):
-    """A model could not be listed or loaded; the message is one sentence meant for the UI."""
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """What the app needs to know about a model before loading it."""
-
-    name: str
-    source: str  # "bundled" | "hub" | "local"
-    pos: str  # one of POS_KINDS
-    patch_size: int
-    train_res: int
-    num_classes: int
-    class_names: tuple[str, ...] = field(repr=False)
-    arch: str = ""  # timm model name (hub, local) or "eva" (bundled: architecture in the card)
-    path: str = ""  # checkpoint file (bundled, local)
-    label: str = ""  # short human name for pickers
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    card: dict = field(default_factory=dict, repr=False, compare=False, hash=False)
-
-    @property
-    def display(self) -> str:
-        return f"{self.label or self.name} [{self.source}]"
+CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 
 
 @dataclass
@@ -78,8 +50,6 @@ class LoadedModel:
 
     def normalise(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 pixels -> the model's input on its device. Shapes: (B, 3, R, R) -> (B, 3, R, R) float32"""
-        from rope_viz import data
-
         return data.normalise(images.to(self.device), self.spec.mean, self.spec.std)
 
     def preprocess(self, image, resolution: int) -> torch.Tensor:
@@ -88,21 +58,11 @@ class LoadedModel:
 
         Shapes: -> (1, 3, R, R) float32 on self.device
         """
-        from rope_viz import data
-
         check_resolution(resolution, self.spec.patch_size)
         pixels = data.resize_center_crop(data.to_rgb(image), resolution)  # (3, R, R) in [0, 1]
         mean = torch.tensor(self.spec.mean).view(3, 1, 1)
         std = torch.tensor(self.spec.std).view(3, 1, 1)
         return ((pixels - mean) / std).unsqueeze(0).to(self.device)
-
-
-def check_resolution(resolution: int, patch_size: int) -> None:
-    """Raise InputError (a RopeVizError) unless `resolution` is a positive multiple of the patch size."""
-    if not isinstance(resolution, int) or resolution < patch_size or resolution % patch_size:
-        raise InputError(
-            f"Resolution {resolution} px is not a positive multiple of the patch size ({patch_size} px)."
-        )
 
 
 def default_device() -> str:
@@ -120,40 +80,9 @@ def device_description(device: str | None = None) -> str:
 
 # ---------------------------------------------------------------- registry
 
-def pos_from_arch(arch: str) -> str:
-    """Position kind from a timm model name (naver RoPE names, or any plain ViT = APE)."""
-    base = arch.split(".")[0]
-    if "_rope" not in base:
-        return "ape"
-    kind = "rope_mixed" if "_rope_mixed" in base else "rope_axial"
-    return kind + "_ape" if base.endswith("_ape_224") else kind
-
-
-@lru_cache(maxsize=1)
-def imagenet_class_names() -> tuple[str, ...]:
-    """ImageNet-1k class descriptions from timm's bundled metadata (no download)."""
-    from timm.data import ImageNetInfo
-
-    return tuple(ImageNetInfo().label_descriptions(as_dict=False))
-
-
-def _hub_spec(name: str) -> ModelSpec:
-    size = name.split("_")[1]
-    return ModelSpec(
-        name=name, source="hub", pos=pos_from_arch(name), patch_size=16, train_res=224,
-        num_classes=1000, class_names=imagenet_class_names(), arch=name,
-        label=f"{size.capitalize()} {pos_label(pos_from_arch(name))} (ImageNet)",
-    )
-
-
-def pos_label(pos: str) -> str:
-    """Human name of a position kind: 'rope_mixed_ape' -> 'RoPE-Mixed + APE'."""
-    names = {"ape": "APE", "rope_axial": "RoPE-Axial", "rope_mixed": "RoPE-Mixed"}
-    if pos.endswith("_ape") and pos != "ape":
-        return names[pos[: -len("_ape")]] + " + APE"
-    if pos not in names:
-        raise InputError(f"Unknown position kind {pos!r}; valid: {', '.join(POS_KINDS)}.")
-    return names[pos]
+def build_eva(architecture: dict, **kwargs) -> torch.nn.Module:
+    """A timm Eva from a card's architecture dict, always with dynamic image size."""
+    return Eva(**{**architecture, "dynamic_img_size": True, **kwargs})
 
 
 def _bundled_spec(card_path: Path) -> ModelSpec:
@@ -162,14 +91,17 @@ def _bundled_spec(card_path: Path) -> ModelSpec:
     if not weights.exists():
         raise ModelLoadError(f"Bundled model card {card_path.name} has no {weights.name} beside it.")
     arch = card["architecture"]
-    if card["pos"] not in POS_KINDS:
-        raise ModelLoadError(f"Card {card_path.name} has unknown pos {card['pos']!r}.")
+    info = describe_module(build_eva(arch, device="meta"))
+    info["train_res"] = int(card["train_res"])  # the card's word: what it was trained and measured at
+    if card["pos"] != info["pos"]:
+        raise ModelLoadError(f"Card {card_path.name} says pos {card['pos']!r} but its architecture is {info['pos']!r}.")
+    info["ape_resample"] = card.get("ape_resample", "timm") if info["ape_resample"] else ""  # as its card was measured
     return ModelSpec(
-        name=card["name"], source="bundled", pos=card["pos"], patch_size=int(arch["patch_size"]),
-        train_res=int(card["train_res"]), num_classes=int(arch["num_classes"]),
-        class_names=tuple(card["class_names"]), arch="eva", path=str(weights),
-        label=card.get("label", card["name"]), mean=tuple(card.get("mean", IMAGENET_MEAN)),
-        std=tuple(card.get("std", IMAGENET_STD)), card=card,
+        name=card["name"], source="bundled", num_classes=int(arch["num_classes"]),
+        class_names=tuple(card["class_names"]), arch="eva", path=str(weights), label=card.get("label", card["name"]),
+        mean=tuple(card.get("mean", IMAGENET_MEAN)), std=tuple(card.get("std", IMAGENET_STD)), card=card,
+        mean_std_source="model card" if "mean" in card else "ImageNet default", head_size=int(arch["num_classes"]),
+        **info,
     )
 
 
@@ -192,41 +124,86 @@ def list_bundled(models_dir: Path | None = None) -> list[ModelSpec]:
 _LOCAL: dict[str, ModelSpec] = {}
 
 
-def register_local(path: str | os.PathLike, arch: str, name: str | None = None) -> ModelSpec:
-    """Register a local .safetensors/.pth/.pt checkpoint for a named timm architecture.
+def _check_arch(arch: str) -> str:
+    base = arch.split(".")[0]
+    if base not in timm.list_models():
+        raise ModelLoadError(f"Unknown architecture {arch!r}; use a timm model name such as "
+                             "vit_small_patch16_rope_mixed_224 (see `python -m rope_viz info`).")
+    return arch if timm.models.get_pretrained_cfg(arch) is not None else base
 
-    The number of classes is read from the checkpoint's head. The weights are loaded once to
-    check them, so a file that does not fit the architecture is never listed.
+
+def register_local(path: str | os.PathLike, arch: str, name: str | None = None,
+                   model_kwargs: dict | None = None) -> ModelSpec:
+    """Register a local .safetensors/.pth/.pt/.bin checkpoint for a timm architecture (`arch`, a timm
+    model name, optionally with a pretrained tag whose mean/std to use; `model_kwargs` for a variant
+    of it, e.g. {"depth": 6, "img_size": 128}, passed to timm.create_model).
+
+    The number of classes is read from the checkpoint's head, the family, position kind and prefix
+    tokens from the built module. The weights are loaded once to check them, so a file that does not
+    fit the architecture is never listed; the error is one sentence naming what was expected and found.
     """
-    import timm
-
     path = Path(path).expanduser()
     if not path.is_file():
         raise ModelLoadError(f"Checkpoint file {path} does not exist.")
-    if path.suffix not in (".safetensors", ".pth", ".pt", ".bin"):
+    if path.suffix not in CHECKPOINT_SUFFIXES:
         raise ModelLoadError(f"Checkpoint {path.name} must be a .safetensors, .pth, .pt or .bin file.")
-    base = arch.split(".")[0]
-    if base not in timm.list_models():
-        raise ModelLoadError(f"Unknown architecture {arch!r}; use a timm model name such as vit_small_patch16_rope_mixed_224.")
-    state = _unwrap(read_state_dict(path))
+    arch = _check_arch(arch)
+    if name in HUB_MODELS or name in {s.name for s in list_bundled()}:
+        raise ModelLoadError(f"The name {name} is taken by a bundled or hub model; choose another.")
+    state = unwrap(read_state_dict(path))
     head = state.get("head.weight")
-    num_classes = int(head.shape[0]) if head is not None else 1000
-    names = imagenet_class_names() if num_classes == 1000 else tuple(f"class {i}" for i in range(num_classes))
-    proj = state.get("patch_embed.proj.weight")  # (C, 3, p, p); absent in linear-patchify layouts
-    patch = int(proj.shape[-1]) if proj is not None and proj.ndim == 4 else 16
+    head_size = int(head.shape[0]) if isinstance(head, torch.Tensor) and head.ndim == 2 else 0
+    model_kwargs = dict(model_kwargs or {})
+    try:
+        module = meta_module(arch, **{**model_kwargs, "num_classes": head_size})
+    except TypeError as err:
+        raise ModelLoadError(f"{arch} does not take these options ({err}).") from err
+    fit_state(module, state, path.name)  # names and shapes only: a misfit is refused before a full build
+    cfg = resolve_model_data_config(module)
+    names = class_names_for(module, head_size) or tuple(f"class {i}" for i in range(head_size))
+    info = describe_module(module)
     spec = ModelSpec(
-        name=name or f"local:{path.name}", source="local", pos=pos_from_arch(base), patch_size=int(patch),
-        train_res=224, num_classes=num_classes, class_names=names, arch=base, path=str(path),
-        label=f"{path.name} ({pos_label(pos_from_arch(base))})",
+        name=name or f"local:{path.name}", source="local", num_classes=len(names), class_names=names, arch=arch, path=str(path),
+        label=f"{path.name} ({info['family_label']})", mean=tuple(cfg["mean"]), std=tuple(cfg["std"]),
+        mean_std_source=f"timm pretrained_cfg of {arch}", interpolation=cfg["interpolation"],
+        crop_pct=float(cfg["crop_pct"]), head_size=head_size, build_kwargs=tuple(sorted(model_kwargs.items())),
+        **info,
     )
     load_model(spec)  # raises ModelLoadError naming the mismatch
     _LOCAL[spec.name] = spec
     return spec
 
 
+def parse_local(argument: str) -> tuple[str, str] | None:
+    """'PATH@ARCH' (a checkpoint file for a timm architecture) -> (path, arch); None for a plain name."""
+    path, sep, arch = argument.rpartition("@")
+    if not sep or not path or Path(path).suffix not in CHECKPOINT_SUFFIXES:
+        return None
+    return path, arch
+
+
+def resolve_name(argument: str) -> str:
+    """A model name, or 'PATH@ARCH': the latter is registered (once) and its name returned."""
+    local = parse_local(argument)
+    if local is None:
+        return argument
+    path, arch = local
+    name = f"local:{Path(path).name}@{arch}"
+    if name not in _LOCAL:
+        register_local(path, arch, name=name)
+    return name
+
+
+def local_arch_choices() -> list[str]:
+    """Architectures offered for local checkpoints: every hub model (its tag picks timm's mean/std)
+    and its plain timm architecture."""
+    plain = {timm.models.get_pretrained_cfg(n).architecture for n in HUB_MODELS}
+    return sorted(plain) + sorted(HUB_MODELS)
+
+
 def list_models(models_dir: Path | None = None) -> list[ModelSpec]:
     """Every model the app can offer: bundled first, then hub, then registered local checkpoints."""
-    return list_bundled(models_dir) + [_hub_spec(n) for n in HUB_MODELS] + list(_LOCAL.values())
+    return list_bundled(models_dir) + [hub_spec(n) for n in HUB_MODELS] + list(_LOCAL.values())
 
 
 def get_spec(name: str, models_dir: Path | None = None) -> ModelSpec:
@@ -235,87 +212,6 @@ def get_spec(name: str, models_dir: Path | None = None) -> ModelSpec:
     if name not in specs:
         raise ModelLoadError(f"Unknown model {name!r}; valid names: {', '.join(specs)}.")
     return specs[name]
-
-
-# ---------------------------------------------------------------- checkpoints
-
-def read_state_dict(path: str | os.PathLike) -> dict:
-    """Read a checkpoint without unpickling arbitrary objects (safetensors, or weights_only=True)."""
-    path = Path(path)
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            return load_file(str(path))
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except MemoryError as err:  # the file may be fine: say what happened, not "corrupt"
-        size = path.stat().st_size / 2**20 if path.exists() else float("nan")
-        raise ModelLoadError(f"There was not enough free memory to read checkpoint {path.name} ({size:.0f} MiB); "
-                             f"close other work or use a machine with more memory.") from err
-    except OSError as err:
-        if isinstance(err, (PermissionError, FileNotFoundError, IsADirectoryError)):
-            raise ModelLoadError(f"Could not open checkpoint {path.name} ({type(err).__name__}).") from err
-        raise ModelLoadError(
-            f"Could not read checkpoint {path.name}: it is not a valid {path.suffix} weights file ({type(err).__name__})."
-        ) from err
-    except pickle.UnpicklingError as err:  # weights_only refused something that is not a tensor
-        raise ModelLoadError(f"Checkpoint {path.name} holds Python objects besides tensors; it is refused because "
-                             f"unpickling them could run code (torch.load with weights_only=True).") from err
-    except Exception as err:  # corrupt files raise many types; the user needs one sentence
-        raise ModelLoadError(
-            f"Could not read checkpoint {path.name}: it is not a valid {path.suffix} weights file ({type(err).__name__})."
-        ) from err
-
-
-def _unwrap(state: dict) -> dict:
-    """Strip training wrappers ({'model': ...}, {'state_dict': ...}) down to the tensors."""
-    for key in ("model_ema", "model", "module", "state_dict"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict) or not state:
-        raise ModelLoadError("The checkpoint holds no state dict of tensors.")
-    return state
-
-
-def convert_checkpoint(state: dict, module: torch.nn.Module) -> dict:
-    """Bring a checkpoint to the module's own key layout with timm's checkpoint filter, plus
-    naver rope-vit's names: top-level `freqs` (2, L, H*D/2) -> `rope.freqs` (2, L, H, D/2)."""
-    state = dict(_unwrap(state))
-    for buffer in ("freqs_t_x", "freqs_t_y", "freqs_cis"):
-        state.pop(buffer, None)  # naver's derived buffers: rebuilt by timm
-    if "freqs" in state and "rope.freqs" not in state and getattr(module, "rope", None) is not None:
-        state["rope.freqs"] = state.pop("freqs").reshape(module.rope.freqs.shape)
-    filter_fn = getattr(sys.modules[type(module).__module__], "checkpoint_filter_fn", None)
-    return filter_fn(state, module) if filter_fn is not None else state
-
-
-def load_state_into(module: torch.nn.Module, state: dict, source: str) -> None:
-    """Load converted weights strictly; mismatches become one sentence naming the first keys."""
-    state = convert_checkpoint(state, module)
-    own = module.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing (first: {missing[0]})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (first: {unexpected[0]})")
-        raise ModelLoadError(f"Checkpoint {source} does not match the architecture: keys {' and '.join(parts)}.")
-    for key, value in state.items():
-        if own[key].shape != value.shape:
-            raise ModelLoadError(
-                f"Checkpoint {source} does not match the architecture: {key} has shape "
-                f"{tuple(value.shape)}, the model expects {tuple(own[key].shape)}."
-            )
-    module.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)
-
-
-def build_eva(architecture: dict) -> torch.nn.Module:
-    """A timm Eva from a card's architecture dict, always with dynamic image size."""
-    from timm.models.eva import Eva
-
-    return Eva(**{**architecture, "dynamic_img_size": True})
 
 
 def eva_architecture(pos: str, *, img_size: int, patch_size: int, embed_dim: int, depth: int,
@@ -337,86 +233,38 @@ def eva_architecture(pos: str, *, img_size: int, patch_size: int, embed_dim: int
     return arch
 
 
-# ---------------------------------------------------------------- hub
-
-def hub_repo_id(name: str) -> str:
-    import timm
-
-    cfg = timm.models.get_pretrained_cfg(name)
-    if cfg is None or not cfg.hf_hub_id:
-        raise ModelLoadError(f"timm has no Hugging Face weights registered for {name}.")
-    return cfg.hf_hub_id if cfg.hf_hub_id != "timm/" else f"timm/{name}"
-
-
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    """True if the Hugging Face endpoint accepts a TCP connection within `timeout` seconds."""
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
-        return False
-    from urllib.parse import urlparse
-
-    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
-    try:
-        with socket.create_connection((host, 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def hub_cached_file(name: str) -> str | None:
-    """Path of the model's weights in the local Hugging Face cache, or None."""
-    from huggingface_hub import try_to_load_from_cache
-
-    repo = hub_repo_id(name)
-    for filename in ("model.safetensors", "pytorch_model.bin"):
-        found = try_to_load_from_cache(repo, filename)
-        if isinstance(found, str):
-            return found
-    return None
-
-
-def hub_weights_file(name: str) -> str:
-    """Local path of hub weights: from the cache, else downloaded; fails fast when offline."""
-    cached = hub_cached_file(name)
-    if cached:
-        return cached
-    from huggingface_hub import constants
-
-    if not _hub_reachable():
-        raise ModelLoadError(
-            f"Weights for {name} are not downloaded and the Hugging Face hub cannot be reached: "
-            + HUB_OFFLINE_HELP.format(name=name, cache=constants.HF_HUB_CACHE)
-        )
-    from huggingface_hub import hf_hub_download
-
-    try:
-        return hf_hub_download(hub_repo_id(name), "model.safetensors", etag_timeout=10)
-    except Exception as err:
-        raise ModelLoadError(f"Downloading weights for {name} failed ({type(err).__name__}: {err}).") from err
-
-
 # ---------------------------------------------------------------- loading
 
 def build_module(spec: ModelSpec) -> torch.nn.Module:
     """The architecture of `spec` with freshly initialised weights."""
-    import timm
-
     if spec.source == "bundled":
         return build_eva(spec.card["architecture"])
-    return timm.create_model(spec.arch.split(".")[0], pretrained=False, num_classes=spec.num_classes,
-                             dynamic_img_size=True)
+    head = spec.num_classes if spec.head_size is None else spec.head_size
+    kwargs = {"img_size": spec.train_res, **dict(spec.build_kwargs)}
+    return timm.create_model(spec.arch.split(".")[0], pretrained=False, num_classes=head, dynamic_img_size=True,
+                             **kwargs)
 
 
 def load_model(name: str | ModelSpec, device: str = "cpu") -> LoadedModel:
-    """Build and load a registered model in eval mode on `device`.
+    """Build and load a registered model in eval mode on `device`, its APE resampling as the spec says.
 
-    Raises ModelLoadError (a ValueError) with one sentence for any name, file or network problem.
+    Raises ModelLoadError (a RopeVizError) with one sentence for any name, file or network problem.
     """
     spec = name if isinstance(name, ModelSpec) else get_spec(name)
     weights = hub_weights_file(spec.name) if spec.source == "hub" else spec.path
     module = build_module(spec)
     load_state_into(module, read_state_dict(weights), Path(weights).name)
+    if spec.ape_resample:
+        ape.set_ape_resampling(module, spec.ape_resample)
     module.eval().requires_grad_(False)
     return LoadedModel(module=module.to(device), spec=spec, device=device)
+
+
+def with_ape_resample(spec: ModelSpec, mode: str) -> ModelSpec:
+    """The same model with another APE resampling ("paper" | "timm"); models without APE are unchanged."""
+    if mode not in ape.APE_RESAMPLING:
+        raise ModelLoadError(f"Unknown APE resampling {mode!r}; valid: {', '.join(ape.APE_RESAMPLING)}.")
+    return replace(spec, ape_resample=mode) if spec.ape_resample else spec
 
 
 def available_models(models_dir: Path | None = None) -> list[ModelSpec]:

@@ -6,6 +6,11 @@ Source: the naver-ai/rope-vit README, table "DeiT-III (400 epochs)", evaluated a
 """
 from __future__ import annotations
 
+import timm
+
+from rope_viz import models
+from rope_viz.specs import pos_label
+
 SOURCE = "naver-ai/rope-vit README, DeiT-III (400 epochs) table"
 
 # (size, position kind) -> {resolution px: top-1 %}
@@ -28,24 +33,28 @@ REPORTED_TOP1 = {
 }
 
 
+NAVER_FAMILIES = ("naver_axial", "naver_mixed")
+SIZE_OF_WIDTH = {384: "small", 768: "base", 1024: "large"}  # DeiT-III widths
+
+
 def reported_for(model_name: str) -> dict[int, float] | None:
-    """Reported top-1 for a naver hub model name (vit_{size}_patch16_rope..._224.naver_in1k), else None.
+    """Reported top-1 for the paper's own naver weights in timm (tag naver_in1k), else None.
 
+    The model is matched by its family, width and timm's pretrained tag, not by parsing its name.
     The APE baseline in the table is naver's own DeiT-III, not timm's deit3 weights, so only the
-    RoPE models are matched to hub names.
+    RoPE models are matched.
     """
-    from rope_viz.models import pos_from_arch
-
-    if not model_name.endswith(".naver_in1k"):
+    spec = models.get_spec(model_name)
+    if spec.source != "hub" or spec.family not in NAVER_FAMILIES:
         return None
-    size = model_name.split("_")[1]
-    return REPORTED_TOP1.get((size, pos_from_arch(model_name)))
+    cfg = timm.models.get_pretrained_cfg(spec.arch)
+    if cfg is None or cfg.tag != "naver_in1k":
+        return None
+    return REPORTED_TOP1.get((SIZE_OF_WIDTH.get(spec.embed_dim), spec.pos))
 
 
 def reported_rows(sizes=("small", "base", "large")) -> list[dict]:
     """All reported points as rows {label, size, pos, resolution, top1}."""
-    from rope_viz.models import pos_label
-
     return [{"label": f"ViT-{size[0].upper()} {pos_label(pos)} (reported)", "size": size, "pos": pos,
              "resolution": res, "top1": top1}
             for (size, pos), points in REPORTED_TOP1.items() if size in sizes for res, top1 in points.items()]

@@ -10,7 +10,8 @@ folders are resized on the short side to R (bicubic, antialiased) and centre cro
 Position handling beyond the training grid:
 - RoPE "extrapolate": integer patch positions 0..g-1 on the larger grid (the paper);
 - RoPE "interpolate": positions scaled so the grid spans the training grid's range;
-- APE: the learned table is resampled bicubically to the new grid (timm's default), in both settings.
+- APE: the learned table is resampled bicubically to the new grid, the paper's way (no antialias) for
+  naver and APE-only models, timm's antialiased way otherwise (rope_viz.ape; the CSV's ape_resample).
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from typing import Callable, MutableMapping
 
 import torch
 
-from rope_viz import data, models, rope
+from rope_viz import ape, data, families, models, rope_math
 from rope_viz.errors import InputError, RopeVizError
 
 POSITION_MODES = ("extrapolate", "interpolate")
@@ -126,27 +127,32 @@ def load_folder_batch(samples: list[tuple[Path, int]], resolution: int) -> tuple
 # ---------------------------------------------------------------- position handling
 
 class InterpolatedRope(torch.nn.Module):
-    """Stands in for a timm rope module: same frequencies, positions scaled to the training grid.
+    """Stands in for a timm rope module: the family's frequencies at the training grid, positions
+    scaled to the training grid.
 
-    On a g x g grid trained at t x t, patch (x, y) gets position (x * t / g, y * t / g), so the
-    angles span the range seen in training. Produces timm's own embedding layout, cat(sin, cos)
-    with each angle repeated for its feature pair: (N, 2D) axial, (L, H, N, 2D) mixed.
+    On a g x g grid trained at t x t, patch (x, y) gets position (x * t / g, y * t / g) (plus the
+    family's offset at the training grid), so the angles span the range seen in training. Produces
+    timm's own embedding layout (rope_viz.families.rope_embed): (L, H, N, 2D) for models with per-layer
+    frequencies (timm's `rope_mixed`), (H, N, 2D) otherwise.
     """
 
     def __init__(self, module: torch.nn.Module, train_grid: tuple[int, int]):
         super().__init__()
-        freqs = rope.model_freqs(module)  # (L, H, D/2, 2)
-        self.shared = type(module.rope).__name__ == "RotaryEmbeddingCat"  # one table for all layers and heads
-        self.register_buffer("freqs", freqs[0, 0] if self.shared else freqs, persistent=False)
+        freqs = families.model_freqs(module, train_grid)  # (L, H, D/2, 2) rad/patch at the training grid
+        self.per_layer = bool(getattr(module, "rope_mixed", False))  # timm indexes one table per block
+        self.register_buffer("freqs", freqs if self.per_layer else freqs[:1], persistent=False)
+        self.offset = families.convention(module, train_grid).offset
+        self.half = families.convention(module, train_grid).pairs == "half"
         self.train_grid = train_grid
 
     def get_embed(self, shape=None, dtype=None) -> torch.Tensor:
         gh, gw = shape
         th, tw = self.train_grid
-        positions = rope.grid_positions(gh, gw).to(self.freqs.device)  # (N, 2) as (x, y)
+        positions = rope_math.grid_positions(gh, gw).to(self.freqs.device)  # (N, 2) as (x, y)
         positions = positions * torch.tensor([tw / gw, th / gh], device=positions.device)
-        angles = rope.angles(self.freqs, positions).repeat_interleave(2, dim=-1)  # (..., N, D)
-        return torch.cat([angles.sin(), angles.cos()], dim=-1).to(dtype or torch.float32)
+        positions = positions + torch.tensor(self.offset, device=positions.device)
+        embeds = torch.stack([families.rope_embed(f, positions, self.half) for f in self.freqs])  # (L', H, N, 2D)
+        return (embeds if self.per_layer else embeds[0]).to(dtype or torch.float32)
 
 
 def with_positions(loaded: models.LoadedModel, position: str) -> torch.nn.Module:
@@ -245,9 +251,11 @@ def evaluate_cell(loaded: models.LoadedModel, resolution: int, dataset: str = "s
                   position: str = "extrapolate", batch_size: int = 128, module=None) -> dict:
     """One sweep cell: top-1/top-5 (percent) of a model at one resolution.
 
-    Returns {model, resolution, mode, position, top1, top5, n, correct1, correct5, seconds}.
+    Returns {model, resolution, mode, position, ape_resample, top1, top5, n, correct1, correct5, seconds}
+    (ape_resample: "paper", "timm", or "" for models without an APE table; see rope_viz.ape).
     """
     evalset = parse_dataset(dataset)
+    models.needs_classifier(loaded.spec, "an accuracy sweep")
     models.check_resolution(resolution, loaded.spec.patch_size)
     module = module if module is not None else with_positions(loaded, position)
     check_memory(module, batch_size, resolution, loaded.spec.patch_size, loaded.device)
@@ -256,7 +264,7 @@ def evaluate_cell(loaded: models.LoadedModel, resolution: int, dataset: str = "s
     hits1, hits5, n = count_correct(module, images, labels, loaded.spec.mean, loaded.spec.std,
                                     loaded.device, batch_size)
     return {"model": loaded.spec.name, "resolution": resolution, "mode": evalset.mode, "position": position,
-            "top1": round(100 * hits1 / n, 2), "top5": round(100 * hits5 / n, 2), "n": n,
+            "ape_resample": ape.ape_resampling_of(module), "top1": round(100 * hits1 / n, 2), "top5": round(100 * hits5 / n, 2), "n": n,
             "correct1": hits1, "correct5": hits5, "seconds": round(time.perf_counter() - started, 2)}
 
 
@@ -387,7 +395,7 @@ def attention_sweep(model_names, resolutions, dataset: str = "shapes", limit: in
     return rows
 
 
-CSV_COLUMNS = ("model", "resolution", "requested", "mode", "position", "top1", "top5", "n", "correct1", "correct5",
+CSV_COLUMNS = ("model", "resolution", "requested", "mode", "position", "ape_resample", "top1", "top5", "n", "correct1", "correct5",
                "seconds")
 
 

@@ -3,28 +3,39 @@ from __future__ import annotations
 
 import numpy as np
 
-from rope_viz import rope
+from rope_viz import families, rope
 from rope_viz.errors import InputError
 
 THEORY_AXIAL_THETA = 100.0  # naver RoPE-Axial
 THEORY_MIXED_THETA = 10.0  # naver RoPE-Mixed initialisation
 
 
-def axial_vs_mixed(pos: str, freqs: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
+def axial_vs_mixed(family_key: str, freqs: np.ndarray, seed: int = 0, label: str = "") -> dict[str, np.ndarray]:
     """Pair a model's freqs with the other RoPE kind at the same size, for side-by-side views.
 
-    An axial model is shown beside the mixed initialisation it could have had, a mixed model
-    beside the axial frequencies of the same head_dim. Shapes: freqs (L, H, D/2, 2) -> same per entry
+    Decided by the model's family (rope_viz.families), not by its name: a model with fixed axial
+    frequencies (naver RoPE-Axial, EVA-02, SBB, PE, DINOv3) is shown beside the mixed initialisation it
+    could have had, a learned mixed model beside the axial frequencies of the same head_dim.
+    Shapes: freqs (L, H, D/2, 2) -> same per entry
     """
+    family = families.get_family(family_key)
+    if not family.has_rope:
+        raise families.FamilyError(f"{family.label} models have no rotary frequencies.")
     L, H, half, _ = freqs.shape
     head_dim = 2 * half
-    if pos.startswith("rope_axial"):
-        other = rope.mixed_freqs(head_dim, H, theta=THEORY_MIXED_THETA, seed=seed, depth=L).numpy()
-        return {"RoPE-Axial (this model)": freqs, "RoPE-Mixed (initialisation, theory)": other}
-    if pos.startswith("rope_mixed"):
+    name = label or family.label
+    if family.learned:
         other = rope.axial_freqs(head_dim, THEORY_AXIAL_THETA).expand(L, H, -1, -1).numpy().copy()
-        return {"RoPE-Axial (theory)": other, "RoPE-Mixed (this model, learned)": freqs}
-    raise InputError(f"Position kind {pos!r} has no rotary frequencies.")
+        return {"RoPE-Axial (theory)": other, f"{name} (this model, learned)": freqs}
+    other = rope.mixed_freqs(head_dim, H, theta=THEORY_MIXED_THETA, seed=seed, depth=L).numpy()
+    return {f"{name} (this model)": freqs, "RoPE-Mixed (initialisation, theory)": other}
+
+
+def family_facts(family_key: str) -> dict:
+    """What the pages need to know about a family: {label, learned, grid_dependent, about}."""
+    family = families.get_family(family_key)
+    return {"label": family.label, "learned": family.learned, "grid_dependent": family.grid_dependent,
+            "about": family.about}
 
 
 def frequency_summary(freqs: np.ndarray) -> dict[str, np.ndarray]:

@@ -5,6 +5,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from rope_viz import explorer
+from rope_viz import models
 
 TIMEOUT = 120
 
@@ -34,7 +35,11 @@ def test_home_lists_models_and_device():
     table = at.dataframe[0].value
     assert list(table["model"][:5]) == [f"tiny-{p}" for p in ("ape", "rope_axial", "rope_axial_ape", "rope_mixed",
                                                                "rope_mixed_ape")]
-    assert (table["source"] == "hub").sum() == 15
+    assert (table["source"] == "hub").sum() == len(models.HUB_MODELS)
+    dino = table[table["model"] == "vit_small_patch16_dinov3.lvd1689m"].iloc[0]
+    assert (dino["family"], dino["prefix tokens"], dino["classes"], dino["patch (px)"]) == \
+        ("DINOv3", "CLS + 4 registers", "none (features)", 16)
+    assert dino["mean/std from"] == "timm pretrained_cfg"
 
 
 def test_frequencies_theory_every_control():
@@ -99,6 +104,61 @@ def test_attention_every_control():
     assert not at.exception and not at.error and len(at.get("plotly_chart")) == 4
     at.selectbox(key="att_model_b").set_value("(none)").run()
     assert not at.exception and len(at.get("plotly_chart")) == 3
+
+
+# The smallest timm model of every family, two blocks of two heads (head_dim and rope config unchanged).
+FAMILY_ARCHS = {
+    "naver_axial": ("vit_small_patch16_rope_224", 64), "naver_mixed": ("vit_small_patch16_rope_mixed_ape_224", 64),
+    "eva02": ("eva02_tiny_patch14_224", 56), "sbb": ("vit_medium_patch16_rope_reg1_gap_256", 64),
+    "pe": ("vit_pe_core_tiny_patch16_384", 64), "dinov3": ("vit_small_patch16_dinov3_qkvb", 64),
+    "ape": ("deit3_small_patch16_224", 64),
+}
+
+
+@pytest.fixture(scope="module")
+def family_checkpoints(tmp_path_factory):
+    """Random-weight checkpoints of every family (10 classes; PE and DINOv3 headless, as on the hub)."""
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    directory, out = tmp_path_factory.mktemp("families"), {}
+    for family, (arch, size) in FAMILY_ARCHS.items():
+        torch.manual_seed(0)
+        kwargs = dict(depth=2, embed_dim=128, num_heads=2, img_size=size)
+        classes = 0 if family in ("pe", "dinov3") else 10
+        module = timm.create_model(arch, pretrained=False, num_classes=classes, **kwargs)
+        path = directory / f"{family}.safetensors"
+        save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(path))
+        out[family] = (path, arch, kwargs)
+    return out
+
+
+@pytest.mark.parametrize("family", list(FAMILY_ARCHS))
+def test_frequencies_and_attention_render_every_family(family, family_checkpoints, monkeypatch):
+    from rope_viz import cached
+
+    monkeypatch.setattr(models, "_LOCAL", {})
+    path, arch, kwargs = family_checkpoints[family]
+    spec = models.register_local(path, arch, name=f"local-{family}", model_kwargs=kwargs)
+    assert spec.family == family
+    cached.get_available_models.clear()
+    cached.get_all_models.clear()
+    if family != "ape":
+        at = run_page("pages/frequencies.py")
+        at.selectbox(key="freq_source").set_value(spec.name).run()
+        assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+        assert len(at.get("plotly_chart")) == (7 if family == "naver_mixed" else 4)
+        assert any(spec.family_label in c.value for c in at.caption)
+    at = run_page("pages/attention.py")
+    at.selectbox(key="att_model_a").set_value(spec.name).run()
+    at.selectbox(key="att_model_b").set_value("(none)").run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    assert len(at.get("plotly_chart")) == 3  # the map, distance, entropy
+    if family in ("pe", "dinov3"):
+        assert "has no classifier head" in at.info[0].value
+    at.selectbox(key="att_view").set_value("cls").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
 
 
 @pytest.fixture
