@@ -274,3 +274,37 @@ def test_every_lesson_step_renders_and_responds(page, streamlit_url):
         if box:
             page.screenshot(path=str(SCREENSHOTS / f"lesson_step{chart + 1}.png"), clip=box)
     assert "lesson_mode=zoom" in page.url and "lesson_x=4" in page.url  # the steps' controls are in the link
+
+def test_a_dinov3_checkpoint_added_on_home_shows_on_frequencies(page, streamlit_url, tmp_path):
+    """A non-naver family end to end: add a local DINOv3 checkpoint on Home, draw its frequencies."""
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    module = timm.create_model("vit_tiny_patch16_dinov3_qkvb", pretrained=False, num_classes=0)
+    path = tmp_path / "tiny_dinov3.safetensors"
+    save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(path))
+
+    page.goto(streamlit_url)
+    wait_for_app(page)
+    page.get_by_text("Add a local checkpoint").click()
+    page.get_by_label("Checkpoint path on this machine").fill(str(path))
+    arch = page.get_by_role("combobox", name="Architecture (timm name; type another)")
+    arch.click()
+    arch.fill("vit_tiny_patch16_dinov3_qkvb")
+    page.keyboard.press("Enter")
+    page.get_by_role("button", name="Add").click()
+    page.get_by_text("Added local:tiny_dinov3.safetensors (DINOv3)").wait_for(timeout=90_000)
+    assert_no_error(page)
+
+    open_page(page, streamlit_url + "/frequencies", 4, "frequencies_dinov3_default")
+    source = page.get_by_role("combobox", name="Frequencies from")
+    source.click()
+    source.fill("tiny_dinov3")
+    page.keyboard.press("Enter")
+    page.get_by_text("CLS + 4 registers").wait_for(timeout=90_000)  # the family caption of this model
+    wait_for_plots(page, 4, "frequencies_dinov3")
+    assert_no_error(page)
+    assert "DINOv3 (this model)" in page.locator("[data-testid='stMain']").inner_text()
+    page.screenshot(path=str(SCREENSHOTS / "frequencies_dinov3.png"), full_page=True)
