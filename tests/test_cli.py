@@ -13,13 +13,30 @@ def run_cli(*args, env_extra=None):
                           capture_output=True, text=True, timeout=120)
 
 
-def test_info_lists_models(bundled_dir):
-    out = run_cli("info", env_extra={"ROPE_VIZ_MODELS_DIR": str(bundled_dir)})
+def test_info_lists_models(bundled_dir, tmp_path):
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    module = timm.create_model("vit_tiny_patch16_dinov3_qkvb", pretrained=False, num_classes=0)
+    checkpoint = tmp_path / "dino.safetensors"
+    save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(checkpoint))
+    out = run_cli("info", "--add", f"{checkpoint}@vit_tiny_patch16_dinov3_qkvb",
+                  env_extra={"ROPE_VIZ_MODELS_DIR": str(bundled_dir)})
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0].startswith("device: ")
+    assert lines[1].split() == ["model", "source", "family", "patch", "res", "prefix", "tokens", "classes",
+                                "mean/std", "from", "weights"]
     assert lines[2].startswith("tiny-ape") and "bundled" in lines[2] and lines[2].endswith("here")
+    assert "APE only" in lines[2] and "model card" in lines[2]
     assert sum("naver_in1k" in line for line in lines) == 12
+    dino = next(line for line in lines if line.startswith("vit_small_patch16_dinov3.lvd1689m")).split()
+    assert dino[1:10] == ["hub", "DINOv3", "16", "256", "CLS", "+", "4", "registers", "none"]
+    assert "timm pretrained_cfg" in " ".join(dino)
+    local = next(line for line in lines if line.startswith("local:dino.safetensors@"))
+    assert "local" in local and "DINOv3" in local and "CLS + 4 registers" in local and local.endswith("here")
 
 
 def test_download_offline_is_one_clear_error(tmp_path):
