@@ -63,8 +63,6 @@ def cmd_download(args) -> int:
 
 def cmd_train(args) -> int:
     """Train one bundled model with the shared recipe (see rope_viz.train.TrainConfig)."""
-    from rope_viz import train
-
     overrides = {k: v for k, v in vars(args).items()
                  if k in train.TrainConfig.__dataclass_fields__ and v is not None}
     try:
@@ -79,8 +77,6 @@ def cmd_train(args) -> int:
 
 
 def _progress_bar(total: int, desc: str):
-    from tqdm import tqdm
-
     bar = tqdm(total=total, desc=desc, unit="cell")
 
     def update(done: int, total: int, row: dict) -> None:
@@ -112,8 +108,6 @@ def cmd_eval(args) -> int:
 
 def cmd_sweep(args) -> int:
     """Accuracy per model x resolution; writes a CSV (and prints it)."""
-    from rope_viz import sweep
-
     try:
         sweep.check_request(args.models, args.resolutions, args.data, args.limit, args.batch_size)
         bar, update = _progress_bar(len(args.models) * len(args.resolutions), "sweep")
