@@ -5,6 +5,9 @@ import json
 import shutil
 
 import pytest
+import timm
+import torch
+from safetensors.torch import save_file
 
 from conftest import SCREENSHOTS
 
@@ -153,8 +156,10 @@ def test_resolution_small_sweep_and_csv_download(page, streamlit_url, tmp_path):
     path = tmp_path / "sweep.csv"
     download.value.save_as(path)
     lines = path.read_text().splitlines()
-    assert lines[0].startswith("model,resolution,requested,mode,position,top1,top5,n")
-    assert len(lines) == 1 + 5 * 6 and all(line.split(",")[7] == "16" for line in lines[1:])
+    assert lines[0].startswith("model,resolution,requested,mode,position,ape_resample,top1,top5,n")
+    assert len(lines) == 1 + 5 * 6 and all(line.split(",")[8] == "16" for line in lines[1:])
+    # Which APE resampling each row used: the bundled APE models as their cards were measured (timm's).
+    assert {line.split(",")[5] for line in lines[1:] if "ape" in line.split(",")[0]} == {"timm"}
     page.screenshot(path=str(SCREENSHOTS / "resolution.png"), full_page=True)
 
 
@@ -277,10 +282,6 @@ def test_every_lesson_step_renders_and_responds(page, streamlit_url):
 
 def test_a_dinov3_checkpoint_added_on_home_shows_on_frequencies(page, streamlit_url, tmp_path):
     """A non-naver family end to end: add a local DINOv3 checkpoint on Home, draw its frequencies."""
-    import timm
-    import torch
-    from safetensors.torch import save_file
-
     torch.manual_seed(0)
     module = timm.create_model("vit_tiny_patch16_dinov3_qkvb", pretrained=False, num_classes=0)
     path = tmp_path / "tiny_dinov3.safetensors"

@@ -4,6 +4,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import timm
+import torch
+from safetensors.torch import save_file
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -14,10 +18,6 @@ def run_cli(*args, env_extra=None):
 
 
 def test_info_lists_models(bundled_dir, tmp_path):
-    import timm
-    import torch
-    from safetensors.torch import save_file
-
     torch.manual_seed(0)
     module = timm.create_model("vit_tiny_patch16_dinov3_qkvb", pretrained=False, num_classes=0)
     checkpoint = tmp_path / "dino.safetensors"

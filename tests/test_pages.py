@@ -1,11 +1,15 @@
 """Streamlit pages under AppTest: every control changed once, bad input shown as st.error."""
 from __future__ import annotations
 
+import numpy as np
+import plotly.io
 import pytest
+import timm
+import torch
+from safetensors.torch import save_file
 from streamlit.testing.v1 import AppTest
 
-from rope_viz import explorer
-from rope_viz import models
+from rope_viz import explorer, models, rope
 
 TIMEOUT = 120
 
@@ -118,10 +122,6 @@ FAMILY_ARCHS = {
 @pytest.fixture(scope="module")
 def family_checkpoints(tmp_path_factory):
     """Random-weight checkpoints of every family (10 classes; PE and DINOv3 headless, as on the hub)."""
-    import timm
-    import torch
-    from safetensors.torch import save_file
-
     directory, out = tmp_path_factory.mktemp("families"), {}
     for family, (arch, size) in FAMILY_ARCHS.items():
         torch.manual_seed(0)
@@ -150,6 +150,12 @@ def test_frequencies_and_attention_render_every_family(family, family_checkpoint
         assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
         assert len(at.get("plotly_chart")) == (7 if family == "naver_mixed" else 4)
         assert any(spec.family_label in c.value for c in at.caption)
+        # The figure draws exactly rope.model_freqs of the loaded model (layer 0, head 0, training grid).
+        drawn = plotly.io.from_json(at.get("plotly_chart")[0].proto.spec).data[0]
+        freqs = rope.model_freqs(models.load_model(spec).module)[0, 0].numpy()  # (D/2, 2)
+        half = len(freqs)
+        np.testing.assert_array_equal(np.asarray(drawn.x)[:half], freqs[:, 0].astype(np.float64))
+        np.testing.assert_array_equal(np.asarray(drawn.y)[:half], freqs[:, 1].astype(np.float64))
     at = run_page("pages/attention.py")
     at.selectbox(key="att_model_a").set_value(spec.name).run()
     at.selectbox(key="att_model_b").set_value("(none)").run()
