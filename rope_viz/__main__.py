@@ -5,7 +5,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from rope_viz import models
+from tqdm import tqdm
+
+from rope_viz import cards, models, sweep, train
 from rope_viz.errors import RopeVizError
 
 USER_ERROR = 2  # exit status for bad input: one sentence on stderr, no traceback
@@ -30,8 +32,6 @@ LOCAL_HELP = ("a local checkpoint (.safetensors, .pth, .pt, .bin) for a timm arc
 
 def cmd_info(args) -> int:
     """Print the device and every model: source, family, patch, resolution, prefix tokens, mean/std source."""
-    from rope_viz import sweep
-
     try:
         for argument in args.add or []:
             models.resolve_name(argument)
@@ -87,8 +87,6 @@ def _progress_bar(total: int, desc: str):
 
 def cmd_eval(args) -> int:
     """Top-1 of one model on held-out scenes at every card resolution, in both modes; --write puts it in the card."""
-    from rope_viz import cards, sweep
-
     try:
         spec = models.get_spec(models.resolve_name(args.model))
         sweep.check_request([spec.name], args.resolutions, "shapes", args.limit)
