@@ -12,8 +12,8 @@ import pickle
 import sys
 from pathlib import Path
 
+import safetensors.torch
 import torch
-from safetensors.torch import load_file
 
 from rope_viz import families
 from rope_viz.specs import ModelLoadError
@@ -24,7 +24,7 @@ def read_state_dict(path: str | os.PathLike) -> dict:
     path = Path(path)
     try:
         if path.suffix == ".safetensors":
-            return load_file(str(path))
+            return safetensors.torch.load_file(str(path))
         return torch.load(path, map_location="cpu", weights_only=True)
     except MemoryError as err:  # the file may be fine: say what happened, not "corrupt"
         size = path.stat().st_size / 2**20 if path.exists() else float("nan")

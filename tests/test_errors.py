@@ -28,7 +28,7 @@ def test_every_user_facing_class_derives_from_the_base():
     (lambda: rope.similarity_kernel(rope.axial_freqs(8), 4, 4, (9, 0)), "is outside the 4 x 4 grid"),
     (lambda: models.check_resolution(36, 8), "Resolution 36 px is not a positive multiple of the patch size (8 px)."),
     (lambda: models.pos_label("rope_spiral"), "Unknown position kind 'rope_spiral'"),
-    (lambda: views.axial_vs_mixed("ape", np.zeros((1, 1, 2, 2))), "Position kind 'ape' has no rotary frequencies."),
+    (lambda: views.axial_vs_mixed("ape", np.zeros((1, 1, 2, 2))), "APE only models have no rotary frequencies."),
     (lambda: data.render_scene(0, 4096), "Scene resolution must be an integer from 8 to 1024 px, got 4096."),
     (lambda: data.render_scene(0, 64, "fisheye"), "Unknown scene mode 'fisheye'; valid: zoom, canvas."),
     (lambda: sweep.snap_resolution(-8, 8), "Resolution -8 px is not a positive size."),
