@@ -2,7 +2,7 @@
 import streamlit as st
 
 from pages import shared
-from rope_viz import cached, capture, explorer, figures, views
+from rope_viz import cached, capture, explorer, figures, models, views
 from rope_viz.errors import RopeVizError
 
 PANEL_KEYS = {"att_engine": "str", "att_view": "str", "att_layer": "int", "att_head": "int",

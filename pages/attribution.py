@@ -2,7 +2,7 @@
 import streamlit as st
 
 from pages import shared
-from rope_viz import attribution, cached, figures
+from rope_viz import attribution, cached, figures, models
 from rope_viz.errors import RopeVizError
 
 URL_KEYS = {"attr_method": "str", "attr_target": "str", "attr_display": "str", "attr_opacity": "float",
