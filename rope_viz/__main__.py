@@ -107,10 +107,11 @@ def cmd_eval(args) -> int:
 def cmd_sweep(args) -> int:
     """Accuracy per model x resolution; writes a CSV (and prints it)."""
     try:
-        sweep.check_request(args.models, args.resolutions, args.data, args.limit, args.batch_size)
-        bar, update = _progress_bar(len(args.models) * len(args.resolutions), "sweep")
+        names = [models.resolve_name(m) for m in args.models]  # PATH@ARCH: registered (and checked) here
+        sweep.check_request(names, args.resolutions, args.data, args.limit, args.batch_size)
+        bar, update = _progress_bar(len(names) * len(args.resolutions), "sweep")
         with bar:
-            rows = sweep.accuracy_sweep([models.resolve_name(m) for m in args.models], args.resolutions, dataset=args.data, limit=args.limit,
+            rows = sweep.accuracy_sweep(names, args.resolutions, dataset=args.data, limit=args.limit,
                                         device=args.device, position=args.position,
                                         batch_size=args.batch_size, progress=update)
     except RopeVizError as err:
