@@ -163,6 +163,8 @@ def test_frequencies_and_attention_render_every_family(family, family_checkpoint
     at = run_page("pages/attention.py")
     at.selectbox(key="att_model_a").set_value(spec.name).run()
     at.selectbox(key="att_model_b").set_value("(none)").run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])  # browser explorer
+    at.radio(key="att_engine").set_value("server").run()
     assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
     assert len(at.get("plotly_chart")) == 3  # the map, distance, entropy
     if family in ("pe", "dinov3"):
