@@ -52,6 +52,8 @@ def main() -> None:
                                "note": ""}
                     done[(method, r)] = row
                     rows.append(row)
+                    print(f"{mode},{name},{method},{r},{row['top1']},{row['correct1']},{row['n']},{row['note']}",
+                          flush=True)  # kept even if the run is cut short
             print(f"{mode} {name}: done ({time.perf_counter() - started:.0f} s)", flush=True)
     Path(args.out).write_text(_csv(rows))
     print_table(rows, args.resolutions, methods, args.modes)
