@@ -101,6 +101,7 @@ def test_attention_method_selector_changes_the_maps_beyond_the_training_grid():
     at.switch_page("pages/attention.py").run()
     at.selectbox(key="att_model_a").set_value("tiny-rope_mixed").run()
     at.number_input(key="att_res").set_value(96).run()  # 3x the tiny models' training size
+    at.radio(key="att_engine").set_value("server").run()  # Plotly heatmaps (the browser explorer is drawn in JS)
     assert not at.exception and not at.error
 
     def heatmaps():
