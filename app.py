@@ -12,6 +12,7 @@ pages = [
     st.Page("pages/frequencies.py", title="Frequencies", icon=":material/blur_on:", url_path="frequencies"),
     st.Page("pages/attention.py", title="Attention", icon=":material/visibility:", url_path="attention"),
     st.Page("pages/resolution.py", title="Resolution", icon=":material/zoom_out_map:", url_path="resolution"),
+    st.Page("pages/features.py", title="Features", icon=":material/palette:", url_path="features"),
     st.Page("pages/attribution.py", title="Attribution", icon=":material/ads_click:", url_path="attribution"),
 ]
 st.navigation(pages, position="sidebar").run()

@@ -2,11 +2,12 @@
 import streamlit as st
 
 from pages import shared
-from rope_viz import cached, capture, explorer, figures, models, views
+from rope_viz import cached, capture, explorer, figures, models, positions, views
 from rope_viz.errors import RopeVizError
 
 PANEL_KEYS = {"att_engine": "str", "att_view": "str", "att_layer": "int", "att_head": "int",
-              "att_opacity": "float", "att_fusion": "str", "att_qx": "int", "att_qy": "int"}
+              "att_opacity": "float", "att_fusion": "str", "att_qx": "int", "att_qy": "int",
+              "att_method": "str"}
 ENGINES = {"browser": "follows the mouse (computed in your browser)", "server": "on click (computed on the server)"}
 
 st.title("Attention")
@@ -23,13 +24,16 @@ chosen = [s.name for s in specs]
 spec_of = {s.name: s for s in specs}
 patch = specs[0].patch_size
 pixels, resolution = shared.pick_image("att", patch, specs[0].train_res)
+method = st.selectbox("position method", list(positions.METHODS), format_func=positions.LABELS.get, key="att_method",
+                      help="How RoPE positions go beyond the training grid (formulas in rope_viz.positions). Try "
+                           "2-4x the training size to see what each changes; on the training grid they all agree.")
 
 key = cached.pixels_key(pixels)
 device = cached.get_device()
 captures = {}
 for spec in specs:
     try:
-        captures[spec.name] = cached.get_capture(spec.name, device, key, pixels)
+        captures[spec.name] = cached.get_capture(spec.name, device, key, pixels, method)
     except RopeVizError as err:
         st.error(f"{spec.display}: {err}")
         st.stop()
@@ -89,7 +93,7 @@ def query_panel(engine: str, view: str, layer: int, head: int, opacity: float, f
     if engine == "browser" and view in explorer.VIEWS:
         browser_panel(view, layer, head, opacity, qx, qy)
         return
-    panels = {name: cached.get_attention_panels(name, device, key, pixels, view, layer, head, qx, qy, fusion)
+    panels = {name: cached.get_attention_panels(name, device, key, pixels, view, layer, head, qx, qy, fusion, method)
               for name in chosen}
     zmax = max(float(a.max()) for p in panels.values() for a in p.values()) or 1.0  # one scale for all panels
     where = "" if view == "rollout" else f", layer {layer}"
@@ -121,7 +125,7 @@ def browser_panel(view: str, layer: int, head: int, opacity: float, qx: int, qy:
     state = {"view": view, "head": head, "opacity": opacity, "pinned": [qx, qy], "key": "att_explorer",
              "panel_px": 320 if len(chosen) > 1 else 400}
     try:
-        payload = cached.get_explorer_payload(chosen, labels, device, key, pixels, layer, patch, state)
+        payload = cached.get_explorer_payload(chosen, labels, device, key, pixels, layer, patch, state, method)
     except RopeVizError as err:
         st.error(str(err))
         return
@@ -136,7 +140,7 @@ attention_panel()
 
 # ------------------------------------------------------------------ statistics
 st.subheader("How far each head looks")
-stats = {spec_of[n].display: cached.get_attention_stats(n, device, key, pixels) for n in chosen}
+stats = {spec_of[n].display: cached.get_attention_stats(n, device, key, pixels, method) for n in chosen}
 c1, c2 = st.columns(2)
 c1.plotly_chart(figures.fig_stat_by_layer({k: v["distance"] for k, v in stats.items()},
                                           f"Mean attention distance at {resolution} px", "distance (patches)",

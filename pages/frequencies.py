@@ -2,14 +2,15 @@
 import streamlit as st
 
 from pages import shared
-from rope_viz import cached, figures, views
+from rope_viz import cached, figures, method_figures, positions, views
 from rope_viz.errors import RopeVizError
 
 THEORY = "Theory: RoPE-Axial vs RoPE-Mixed"
 KERNEL_KEYS = {"freq_kernel_grid": "int", "freq_qx": "int", "freq_qy": "int"}
 URL_KEYS = {"freq_source": "str", "freq_head_dim": "int", "freq_heads": "int", "freq_theta_axial": "float",
             "freq_theta_mixed": "float", "freq_seed": "int", "freq_layer": "int", "freq_head": "int",
-            "freq_log": "bool", "freq_pair": "int", "freq_phase_grid": "int", **KERNEL_KEYS}
+            "freq_log": "bool", "freq_pair": "int", "freq_phase_grid": "int", "freq_methods": "list",
+            "freq_method_grid": "int", **KERNEL_KEYS}
 
 st.title("Frequencies")
 st.markdown(
@@ -171,3 +172,30 @@ else:
         "are spread (0° = all on one line). The scatter shows where training moved the vectors of the "
         "chosen head in each layer."
     )
+
+# ------------------------------------------------------------------ position methods
+st.header("6. Position methods on a larger grid")
+st.markdown("Inference-time ways to run a model beyond its training grid change these vectors (and some "
+            "scale the attention logits). Grey: as trained; colours: where each method moves them when the "
+            "model runs on the grid below. Formulas and sources: `rope_viz.positions`.")
+c1, c2, c3 = st.columns([3, 2, 1])
+methods = c1.multiselect("methods", list(positions.METHODS), default=["interpolate", "ntk", "yarn"],
+                         format_func=positions.LABELS.get, key="freq_methods")
+method_grid = c2.slider("run on a grid of (patches per side)", 1, 8 * train_grid, 2 * train_grid,
+                        key="freq_method_grid", help=f"Trained on {train_grid} x {train_grid}.")
+source_label = c3.selectbox("vectors of", labels, index=len(labels) - 1, key="freq_method_source")
+moved = {m: cached.get_method_freqs(heads[source_label], m, (method_grid, method_grid), (train_grid, train_grid))
+         for m in methods}
+st.plotly_chart(method_figures.fig_method_vectors(
+    heads[source_label], {positions.LABELS[m]: f for m, (f, _) in moved.items()},
+    title=f"{source_label}, layer {layer}, head {head}: {train_grid} x {train_grid} -> {method_grid} x {method_grid}"),
+    key="freq_method_vectors")
+if moved:
+    st.dataframe([{"method": positions.LABELS[m], "logit scale": round(scale, 4),
+                   "fastest |w| (rad/patch)": float((f ** 2).sum(-1).max() ** 0.5),
+                   "slowest |w| (rad/patch)": float((f ** 2).sum(-1).min() ** 0.5)} for m, (f, scale) in moved.items()],
+                 hide_index=True, key="freq_method_table")
+st.caption("Interpolate and normalised coordinates shrink every vector by t/g; NTK keeps the fastest pair and "
+           "shrinks the slowest by t/g, geometrically in between; YaRN keeps pairs that turn many times over the "
+           "training grid, interpolates those that turn less than once, ramps in between, and sharpens attention "
+           "by its temperature; log-N leaves the vectors and scales the logits. Radius: log10 |w| + 6.")

@@ -5,12 +5,12 @@ import time
 import streamlit as st
 
 from pages import shared
-from rope_viz import cached, collapse, figures, models, reported, sweep, views
+from rope_viz import cached, collapse, figures, models, positions, reported, sweep, views
 from rope_viz.errors import RopeVizError
 
 RESOLUTIONS = [16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160, 192, 224, 256, 288, 320, 384, 448, 512]
 URL_KEYS = {"res_models": "list", "res_list": "list_int", "res_data": "str", "res_limit": "int",
-            "res_position": "str", "res_view": "str", "res_reported": "str", "res_att_n": "int"}
+            "res_methods": "list", "res_view": "str", "res_reported": "str", "res_att_n": "int"}
 
 st.title("Resolution sweeps")
 st.markdown(
@@ -43,17 +43,20 @@ folder = c1.text_input("image folder (ImageFolder: one folder per class)", key="
     if data_kind == "image folder" else ""
 limit = int(c2.number_input("images per cell (N)", 10, 100_000, 500, step=100, key="res_limit",
                             help="The first N held-out scenes (seeds from 10,000,000), or the first N images."))
-position = c3.radio("RoPE positions beyond the training grid", sweep.POSITION_MODES, key="res_position",
-                    help="extrapolate: integer patch positions (the paper). interpolate: positions scaled into "
-                         "the training range. APE tables are resampled bicubically: the paper's plain way for naver "
-                         "and APE-only models, timm's antialiased way otherwise (the table's ape_resample).")
+methods = c3.multiselect("position methods (one curve each)", list(positions.METHODS), default=["extrapolate"],
+                         format_func=positions.LABELS.get, key="res_methods",
+                         help="How RoPE positions go beyond the training grid: extrapolate (the paper), interpolate, "
+                              "NTK-aware, YaRN-2D, log-N logit scale, DINOv3-style normalised coordinates (formulas "
+                              "in rope_viz.positions). Every method sees the same images. APE tables are always "
+                              "resampled bicubically: the paper's plain way for naver and APE-only models, timm's antialiased "
+                              "way otherwise (the table's ape_resample); on APE-only models only a logit scale applies.")
 dataset = folder.strip() if data_kind == "image folder" else data_kind
 policy = sweep.RESIZE_POLICY["folder" if data_kind == "image folder" else "scenes"]
 st.caption(f"Resize policy: {policy}. Batches of 128, inference mode, fused attention, "
            f"{'bf16 autocast' if cached.get_device() == 'cuda' else 'fp32'} on {models.device_description(cached.get_device())}.")
 
-if not chosen or not resolutions:
-    st.info("Choose at least one model and one resolution.")
+if not chosen or not resolutions or not methods:
+    st.info("Choose at least one model, one resolution and one position method.")
     st.stop()
 if data_kind == "image folder" and not dataset:
     st.info("Enter the path of an image folder on the machine running the app.")
@@ -66,17 +69,19 @@ cells = cached.get_sweep_cells()  # finished cells, shared by sessions: a revisi
 def cached_rows() -> list[dict]:
     rows = []
     for name in chosen:
-        for r in resolutions:
-            res = sweep.snap_resolution(r, spec_of[name].patch_size)
-            row = cells.get(sweep.cell_key(name, res, dataset, limit, position))
-            if row is not None:
-                rows.append({**row, "requested": r})
+        for method in methods:
+            for r in resolutions:
+                res = sweep.snap_resolution(r, spec_of[name].patch_size)
+                row = cells.get(sweep.cell_key(name, res, dataset, limit, method))
+                if row is not None:
+                    rows.append({**row, "requested": r})
     return rows
 
 
 rows = cached_rows()
-missing = len(chosen) * len(resolutions) - len(rows)
-run = st.button(f"Run sweep ({missing} of {len(chosen) * len(resolutions)} cells to compute)" if missing
+n_cells = len(chosen) * len(methods) * len(resolutions)
+missing = n_cells - len(rows)
+run = st.button(f"Run sweep ({missing} of {n_cells} cells to compute)" if missing
                 else "All cells computed", disabled=not missing, type="primary", key="res_run")
 if run:
     bar = st.progress(0.0, text="Starting…")
@@ -90,7 +95,7 @@ if run:
     st.caption("Changing any control or pressing Stop cancels the sweep; finished cells are kept.")
     try:
         sweep.accuracy_sweep(chosen, resolutions, dataset=dataset, limit=limit, device=cached.get_device(),
-                             position=position, progress=progress, cache=cells, load=cached.load_shared)
+                             methods=methods, progress=progress, cache=cells, load=cached.load_shared)
     except RopeVizError as err:
         st.error(str(err))
     bar.empty()
@@ -103,6 +108,10 @@ if not rows:
 
 train_res = {name: spec_of[name].train_res for name in chosen}
 rows = sweep.train_resolution_change(rows, train_res)
+# One curve per (model, method): with several methods the method joins the curve's name.
+curve_rows = rows if len(methods) == 1 else [{**r, "model": f"{r['model']} · {r['method']}"} for r in rows]
+curve_train_res = train_res if len(methods) == 1 else {
+    f"{n} · {m}": spec_of[n].train_res for n in chosen for m in methods}
 hub_reported = [{"label": f"{n} (reported)", "resolution": r, "top1": v}
                 for n in chosen for r, v in (reported.reported_for(n) or {}).items()]
 
@@ -111,8 +120,8 @@ view = st.radio("show", ["top-1 (%)", "change from the training resolution (poin
                 horizontal=True, key="res_view")
 value = {"top-1 (%)": "top1", "top-5 (%)": "top5"}.get(view, "delta_top1")
 st.plotly_chart(figures.fig_accuracy_vs_resolution(
-    rows, train_res, value, reported=hub_reported if value == "top1" else None,
-    title=f"{view} on {dataset}, N={limit}, RoPE {position}"), key="res_chart")
+    curve_rows, curve_train_res, value, reported=hub_reported if value == "top1" else None,
+    title=f"{view} on {dataset}, N={limit}, {', '.join(methods)}"), key="res_chart")
 if missing and not run:
     st.warning(f"{missing} cells are not computed yet (a cancelled or new sweep): the chart shows the finished ones.")
 if hub_reported:

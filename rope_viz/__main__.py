@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from rope_viz import cards, models, sweep, train
+from rope_viz import cards, distributed, models, positions, sweep, train
 from rope_viz.errors import RopeVizError
 
 USER_ERROR = 2  # exit status for bad input: one sentence on stderr, no traceback
@@ -76,11 +76,12 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _progress_bar(total: int, desc: str):
-    bar = tqdm(total=total, desc=desc, unit="cell")
+def _progress_bar(total: int, desc: str, disable: bool = False):
+    bar = tqdm(total=total, desc=desc, unit="cell", disable=disable)
 
     def update(done: int, total: int, row: dict) -> None:
-        bar.set_postfix_str(f"{row['model']} {row['resolution']} px {row['mode']}: top-1 {row['top1']:.1f}%")
+        bar.set_postfix_str(f"{row['model']} {row['resolution']} px {row['mode']} {row.get('method', '')}: "
+                            f"top-1 {row['top1']:.1f}%")
         bar.update(done - bar.n)
     return bar, update
 
@@ -105,17 +106,27 @@ def cmd_eval(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    """Accuracy per model x resolution; writes a CSV (and prints it)."""
+    """Accuracy per model x resolution; writes a CSV (and prints it).
+
+    Under torchrun every process evaluates its shard of each cell; only rank 0 prints and writes.
+    """
+    shard, device = distributed.init_from_env(args.device)
     try:
         names = [models.resolve_name(m) for m in args.models]  # PATH@ARCH: registered (and checked) here
         sweep.check_request(names, args.resolutions, args.data, args.limit, args.batch_size)
-        bar, update = _progress_bar(len(names) * len(args.resolutions), "sweep")
+        methods = args.method or [args.position]
+        bar, update = _progress_bar(len(names) * len(methods) * len(args.resolutions), "sweep",
+                                    disable=not shard.is_main)
         with bar:
             rows = sweep.accuracy_sweep(names, args.resolutions, dataset=args.data, limit=args.limit,
-                                        device=args.device, position=args.position,
-                                        batch_size=args.batch_size, progress=update)
+                                        device=device, position=args.position, methods=methods,
+                                        batch_size=args.batch_size, progress=update, shard=shard)
     except RopeVizError as err:
-        return fail(err)
+        return fail(err) if shard.is_main else USER_ERROR
+    finally:
+        distributed.shutdown()
+    if not shard.is_main:
+        return 0
     for row in rows:
         if row["requested"] != row["resolution"]:
             print(f"note: {row['requested']} px is not a multiple of {row['model']}'s patch size; "
@@ -161,7 +172,10 @@ def main(argv: list[str] | None = None) -> int:
     eval_p.add_argument("--device", default=None)
     eval_p.add_argument("--write", action="store_true", help="store the table in the model card")
     eval_p.set_defaults(func=cmd_eval)
-    sweep_p = sub.add_parser("sweep", help="accuracy per model and resolution, as CSV")
+    sweep_p = sub.add_parser("sweep", help="accuracy per model and resolution, as CSV (torchrun: sharded)",
+                             description="Also runs under torchrun (--nproc_per_node N -m rope_viz sweep ...): "
+                                         "each process evaluates a block of every cell, counts are all-reduced, "
+                                         "rank 0 writes the CSV.")
     sweep_p.add_argument("--models", nargs="+", required=True, metavar="NAME",
                          help="model names (see `info`) or PATH@ARCH, " + LOCAL_HELP)
     sweep_p.add_argument("--resolutions", type=int, nargs="+", required=True, metavar="PX")
@@ -169,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     sweep_p.add_argument("--limit", type=int, default=2000, help="images per cell (default 2000)")
     sweep_p.add_argument("--position", default="extrapolate", choices=("extrapolate", "interpolate"),
                          help="RoPE positions beyond the training grid (APE is always resampled)")
+    sweep_p.add_argument("--method", nargs="+", choices=list(positions.METHODS), metavar="METHOD",
+                         help="position methods, one curve each: " + ", ".join(positions.METHODS)
+                              + " (default: --position's; formulas in rope_viz.positions)")
     sweep_p.add_argument("--batch-size", dest="batch_size", type=int, default=128)
     sweep_p.add_argument("--device", default=None)
     sweep_p.add_argument("--out", default=None, help="CSV file to write")

@@ -112,12 +112,16 @@ def get_input_image(source: str, value: str, resolution: int, raw: bytes | None 
 
 
 @st.cache_resource(show_spinner="Running the model and keeping q and k…", max_entries=8)
-def get_capture(name: str, device: str, pixels_key: str, _pixels: np.ndarray):
-    """(QK, logits (C,)) for one model and image: one forward, shared read-only by every session."""
-    from rope_viz import capture
+def get_capture(name: str, device: str, pixels_key: str, _pixels: np.ndarray, method: str = "extrapolate"):
+    """(QK, logits (C,)) for one model and image under a position method (rope_viz.positions):
+    one forward, shared read-only by every session."""
+    from rope_viz import capture, positions
 
     loaded = get_model(name, device)
-    qk = capture.capture_qk(loaded, loaded.normalise(torch.from_numpy(_pixels).permute(2, 0, 1)[None]))
+    grid = (_pixels.shape[0] // loaded.spec.patch_size, _pixels.shape[1] // loaded.spec.patch_size)
+    train = loaded.spec.train_res // loaded.spec.patch_size
+    with positions.apply_method(loaded.module, method, grid, (train, train)):
+        qk = capture.capture_qk(loaded, loaded.normalise(torch.from_numpy(_pixels).permute(2, 0, 1)[None]))
     return capture.QK(q=qk.q.cpu(), k=qk.k.cpu(), grid=qk.grid, num_prefix_tokens=qk.num_prefix_tokens,
                       scale=qk.scale), qk.logits[0].cpu()
 
@@ -130,19 +134,20 @@ def pixels_key(pixels: np.ndarray) -> str:
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def get_attention_panels(name: str, device: str, key: str, _pixels: np.ndarray, view: str, layer: int, head: int,
-                         qx: int, qy: int, fusion: str) -> dict[str, np.ndarray]:
+                         qx: int, qy: int, fusion: str, method: str = "extrapolate") -> dict[str, np.ndarray]:
     from rope_viz import views
 
-    qk, _ = get_capture(name, device, key, _pixels)
+    qk, _ = get_capture(name, device, key, _pixels, method)
     return views.attention_panels(qk, view, layer, head, (qx, qy), fusion)
 
 
 @st.cache_data(show_spinner="Computing attention distance and entropy…", max_entries=32)
-def get_attention_stats(name: str, device: str, key: str, _pixels: np.ndarray) -> dict[str, np.ndarray]:
+def get_attention_stats(name: str, device: str, key: str, _pixels: np.ndarray,
+                        method: str = "extrapolate") -> dict[str, np.ndarray]:
     """Mean attention distance (patches) and entropy (nats) per layer and head. Shapes: (L, H) each"""
     from rope_viz import capture
 
-    qk, _ = get_capture(name, device, key, _pixels)
+    qk, _ = get_capture(name, device, key, _pixels, method)
     return {"distance": capture.mean_attention_distance(qk)[0].numpy(),
             "entropy": capture.attention_entropy(qk)[0].numpy()}
 
@@ -219,10 +224,11 @@ _copy_link = st.components.v2.component(
 
 
 def get_explorer_payload(names: list[str], labels: list[str], device: str, key: str, pixels: np.ndarray, layer: int,
-                         patch: int, state: dict) -> bytes:
-    """The explorer's bytes: the image and `layer`'s q and k of each model (already captured, shared)."""
-    captures = {label: get_capture(name, device, key, pixels)[0] for name, label in zip(names, labels)}
-    payload_id = f"{key}|{'|'.join(names)}|{layer}"
+                         patch: int, state: dict, method: str = "extrapolate") -> bytes:
+    """The explorer's bytes: the image and `layer`'s q and k of each model under a position method
+    (already captured, shared)."""
+    captures = {label: get_capture(name, device, key, pixels, method)[0] for name, label in zip(names, labels)}
+    payload_id = f"{key}|{'|'.join(names)}|{layer}|{method}"
     return explorer.pack(captures, layer, pixels, patch, {**state, "payload_id": payload_id})
 
 
@@ -239,3 +245,57 @@ def show_explorer(payload: bytes, key: str, on_pin) -> None:
 def show_copy_link(key: str = "copy_link") -> None:
     """A button that copies the page's URL (its query string holds the view) to the clipboard."""
     _copy_link(key=key, height="content")
+
+# ---------------------------------------------------------------- features
+
+@st.cache_data(show_spinner="Computing patch features…", max_entries=64)
+def get_patch_features(name: str, device: str, key: str, _pixels: np.ndarray) -> np.ndarray:
+    """Last-layer patch features of one model on one image. Shapes: -> (gh, gw, C) float32"""
+    from rope_viz import features
+
+    loaded = get_model(name, device)
+    x = loaded.normalise(torch.from_numpy(_pixels).permute(2, 0, 1)[None])
+    return features.compute_patch_features(loaded, x)[0].cpu().numpy()
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def get_pca_maps(name: str, device: str, keys: tuple[str, ...], _pixels: tuple[np.ndarray, ...]) -> list[np.ndarray]:
+    """PCA colour maps of one model at several resolutions with ONE basis fitted on all of them.
+
+    Shapes: -> [(gh_r, gw_r, 3) float in [0, 1]] in the order of `keys`
+    """
+    from rope_viz import features
+
+    maps = [torch.from_numpy(get_patch_features(name, device, k, p)) for k, p in zip(keys, _pixels)]
+    basis = features.fit_pca(maps)
+    return [features.pca_rgb(m, basis).numpy() for m in maps]
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def get_patch_similarity(name: str, device: str, key: str, _pixels: np.ndarray, qx: int, qy: int) -> np.ndarray:
+    """Cosine similarity of patch (qx, qy) to every patch. Shapes: -> (gh, gw)"""
+    from rope_viz import features
+
+    f = torch.from_numpy(get_patch_features(name, device, key, _pixels))
+    return features.patch_similarity(f, (qx, qy)).numpy()
+
+
+@st.cache_data(show_spinner="Measuring feature stability…", max_entries=16)
+def get_stability(names: tuple[str, ...], resolutions: tuple[int, ...], n_images: int, mode: str,
+                  device: str) -> list[dict]:
+    """Feature stability rows (see features.stability_sweep) for every model x resolution."""
+    from rope_viz import features
+
+    return features.stability_sweep(list(names), list(resolutions), n_images, mode, device, load=load_shared)
+
+
+# ---------------------------------------------------------------- position methods
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def get_method_freqs(freqs_head: np.ndarray, method: str, grid: tuple[int, int],
+                     train_grid: tuple[int, int]) -> tuple[np.ndarray, float]:
+    """(freqs (D/2, 2) on `grid`, logit scale) of one head's training-grid freqs under a position method."""
+    from rope_viz import positions
+
+    out = positions.compute_positions(method, torch.from_numpy(freqs_head)[None, None], grid, train_grid)
+    return out.freqs[0, 0].numpy(), out.logit_scale

@@ -7,11 +7,13 @@ Resize policy: scenes are rendered natively at each resolution (zoom or canvas m
 folders are resized on the short side to R (bicubic, antialiased) and centre cropped to R x R
 (crop ratio 1.0, the paper's evaluation policy).
 
-Position handling beyond the training grid:
-- RoPE "extrapolate": integer patch positions 0..g-1 on the larger grid (the paper);
-- RoPE "interpolate": positions scaled so the grid spans the training grid's range;
-- APE: the learned table is resampled bicubically to the new grid, the paper's way (no antialias) for
-  naver and APE-only models, timm's antialiased way otherwise (rope_viz.ape; the CSV's ape_resample).
+Position handling beyond the training grid: any method of rope_viz.positions (extrapolate, the
+paper's default; interpolate, ntk, yarn, log_n, normalised), applied through the family registry
+inside the forward (rope_viz.positions.apply_method), never by changing the shared model. The
+legacy `position` argument ("extrapolate" | "interpolate") names the same two methods. APE tables
+are resampled bicubically to the new grid under every method: the paper's way (no antialias) for
+naver and APE-only models, timm's antialiased way otherwise (rope_viz.ape; the CSV's ape_resample);
+on APE-only models only a method's logit scale applies.
 """
 from __future__ import annotations
 
@@ -24,7 +26,8 @@ from typing import Callable, MutableMapping
 
 import torch
 
-from rope_viz import ape, data, families, models, rope_math
+from rope_viz import ape, data, families, models, positions, rope_math
+from rope_viz.distributed import SINGLE, Shard, max_over_processes, sum_counts
 from rope_viz.errors import InputError, RopeVizError
 
 POSITION_MODES = ("extrapolate", "interpolate")
@@ -237,35 +240,65 @@ def count_correct(module: torch.nn.Module, images: torch.Tensor, labels: torch.T
     return top1, top5, len(labels)
 
 
-def eval_images(evalset: EvalSet, spec: models.ModelSpec, resolution: int, limit: int):
-    """The eval set at `resolution`. Shapes: -> images (N, 3, R, R) uint8, labels (N,) int64"""
+def eval_images(evalset: EvalSet, spec: models.ModelSpec, resolution: int, limit: int, shard: Shard = SINGLE):
+    """The eval set at `resolution`, or this process's contiguous block of it when sharded.
+
+    Shapes: -> images (N, 3, R, R) uint8, labels (N,) int64
+    """
     if evalset.kind == "scenes":
         if spec.class_names != tuple(data.CLASS_NAMES):
             raise SweepError(f"{spec.name} was not trained on the scenes' classes; use an image folder.")
         seeds = range(data.EVAL_SEEDS.start, data.EVAL_SEEDS.start + min(limit, len(data.EVAL_SEEDS)))
-        return data.scene_tensors(seeds, resolution, evalset.mode)
-    return load_folder_batch(folder_samples(evalset.path, spec, limit), resolution)
+        block = shard.take(seeds)
+        return data.scene_tensors(block, resolution, evalset.mode) if len(block) else _no_images(resolution)
+    block = shard.take(folder_samples(evalset.path, spec, limit))
+    return load_folder_batch(block, resolution) if block else _no_images(resolution)
+
+
+def _no_images(resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """An empty batch: a process whose block is empty (fewer images than processes) still joins the sum."""
+    return torch.zeros(0, 3, resolution, resolution, dtype=torch.uint8), torch.zeros(0, dtype=torch.int64)
 
 
 def evaluate_cell(loaded: models.LoadedModel, resolution: int, dataset: str = "shapes", limit: int = 2000,
-                  position: str = "extrapolate", batch_size: int = 128, module=None) -> dict:
+                  position: str = "extrapolate", batch_size: int = 128, module=None, shard: Shard = SINGLE,
+                  method: str | None = None) -> dict:
     """One sweep cell: top-1/top-5 (percent) of a model at one resolution.
 
-    Returns {model, resolution, mode, position, ape_resample, top1, top5, n, correct1, correct5, seconds}
-    (ape_resample: "paper", "timm", or "" for models without an APE table; see rope_viz.ape).
+    With a `shard` of several processes each evaluates its block and the counts are summed over all
+    (every process must call this for the same cells in the same order); every process gets the totals.
+    `method` (default: `position`) is a rope_viz.positions method, applied to `module` (default: the
+    loaded model) for this cell's forwards only.
+    Returns {model, resolution, mode, position, ape_resample, top1, top5, n, correct1, correct5, seconds,
+    method}; position and method both hold the method's name (ape_resample: "paper", "timm", or "" for
+    models without an APE table; see rope_viz.ape).
     """
     evalset = parse_dataset(dataset)
     models.needs_classifier(loaded.spec, "an accuracy sweep")
+    method = method or check_position(position)
+    positions.get_method(method)
     models.check_resolution(resolution, loaded.spec.patch_size)
-    module = module if module is not None else with_positions(loaded, position)
+    module = module if module is not None else loaded.module
     check_memory(module, batch_size, resolution, loaded.spec.patch_size, loaded.device)
     started = time.perf_counter()
-    images, labels = eval_images(evalset, loaded.spec, resolution, limit)
-    hits1, hits5, n = count_correct(module, images, labels, loaded.spec.mean, loaded.spec.std,
-                                    loaded.device, batch_size)
-    return {"model": loaded.spec.name, "resolution": resolution, "mode": evalset.mode, "position": position,
-            "ape_resample": ape.ape_resampling_of(module), "top1": round(100 * hits1 / n, 2), "top5": round(100 * hits5 / n, 2), "n": n,
-            "correct1": hits1, "correct5": hits5, "seconds": round(time.perf_counter() - started, 2)}
+    images, labels = eval_images(evalset, loaded.spec, resolution, limit, shard)
+    grid = resolution // loaded.spec.patch_size
+    train = loaded.spec.train_res // loaded.spec.patch_size
+    with positions.apply_method(module, method, (grid, grid), (train, train)):
+        counts = count_correct(module, images, labels, loaded.spec.mean, loaded.spec.std, loaded.device, batch_size)
+    hits1, hits5, n = sum_counts(counts, shard, loaded.device)
+    seconds = max_over_processes(time.perf_counter() - started, shard, loaded.device)
+    return {"model": loaded.spec.name, "resolution": resolution, "mode": evalset.mode, "position": method,
+            "ape_resample": ape.ape_resampling_of(module), "top1": round(100 * hits1 / n, 2),
+            "top5": round(100 * hits5 / n, 2), "n": n, "correct1": hits1, "correct5": hits5,
+            "seconds": round(seconds, 2), "method": method}
+
+
+def check_position(position: str) -> str:
+    """The legacy position names are methods too; SweepError naming them otherwise."""
+    if position not in POSITION_MODES:
+        raise SweepError(f"Unknown position handling {position!r}; valid: {', '.join(POSITION_MODES)}.")
+    return position
 
 
 def snap_resolution(resolution: int, patch_size: int) -> int:
@@ -304,39 +337,44 @@ def accuracy_sweep(model_names, resolutions, dataset: str = "shapes", limit: int
                    position: str = "extrapolate", batch_size: int = 128,
                    progress: Callable[[int, int, dict], None] | None = None,
                    should_stop: Callable[[], bool] | None = None,
-                   cache: MutableMapping | None = None, load=models.load_model) -> list[dict]:
-    """Top-1 and top-5 (percent) for every model x resolution, in model then resolution order.
+                   cache: MutableMapping | None = None, load=models.load_model, shard: Shard = SINGLE,
+                   methods=None) -> list[dict]:
+    """Top-1 and top-5 (percent) for every model x method x resolution, in that order.
 
-    Resolutions that are not multiples of a model's patch size are snapped to the nearest one
-    (the row's "requested" says what was asked). Finished cells are stored in `cache` and reused;
-    when `should_stop()` turns true the cells finished so far are returned.
-    Returns rows with keys model, resolution, mode, position, top1, top5, n (and counts, seconds).
+    `methods`: rope_viz.positions method names (default: [position]); every method sees the same
+    held-out images. Resolutions that are not multiples of a model's patch size are snapped to the
+    nearest one (the row's "requested" says what was asked). Finished cells are stored in `cache` and
+    reused; when `should_stop()` turns true the cells finished so far are returned.
+    `shard`: this process's place in a torchrun sweep (see rope_viz.distributed); every process gets
+    the same rows, computed from all processes' counts.
+    Returns rows with keys model, resolution, mode, position (= method), top1, top5, n, method (and counts, seconds).
     """
     device = device or models.default_device()
     check_request(model_names, resolutions, dataset, limit, batch_size)  # fail before loading anything
-    cells = [(name, r) for name in model_names for r in resolutions]
-    rows, done = [], 0
-    for name in model_names:
-        loaded, module = None, None
-        for requested in resolutions:
-            if should_stop is not None and should_stop():
-                return rows
-            patch = models.get_spec(name).patch_size if loaded is None else loaded.spec.patch_size
-            resolution = snap_resolution(int(requested), patch)
-            key = cell_key(name, resolution, dataset, limit, position)
-            row = cache.get(key) if cache is not None else None
-            if row is None:
-                if loaded is None:  # one build per model, reused at every resolution (dynamic size)
-                    loaded = load(name, device=device)
-                    module = with_positions(loaded, position)
-                row = evaluate_cell(loaded, resolution, dataset, limit, position, batch_size, module=module)
-                if cache is not None:
-                    cache[key] = row
-            row = {**row, "requested": int(requested)}
-            rows.append(row)
-            done += 1
-            if progress is not None:
-                progress(done, len(cells), row)
+    methods = list(methods) if methods else [check_position(position)]
+    for method in methods:
+        positions.get_method(method)
+    cells = [(name, m, r) for name in model_names for m in methods for r in resolutions]
+    rows, done, loaded = [], 0, {}
+    for name, method, requested in cells:
+        if should_stop is not None and should_stop():
+            return rows
+        patch = models.get_spec(name).patch_size if name not in loaded else loaded[name].spec.patch_size
+        resolution = snap_resolution(int(requested), patch)
+        key = cell_key(name, resolution, dataset, limit, method)
+        row = cache.get(key) if cache is not None else None
+        if row is None:
+            if name not in loaded:  # one build per model, reused at every resolution (dynamic size)
+                loaded = {name: load(name, device=device)}
+            row = evaluate_cell(loaded[name], resolution, dataset, limit, batch_size=batch_size, shard=shard,
+                                method=method)
+            if cache is not None:
+                cache[key] = row
+        row = {**row, "requested": int(requested)}
+        rows.append(row)
+        done += 1
+        if progress is not None:
+            progress(done, len(cells), row)
     return rows
 
 
@@ -395,8 +433,8 @@ def attention_sweep(model_names, resolutions, dataset: str = "shapes", limit: in
     return rows
 
 
-CSV_COLUMNS = ("model", "resolution", "requested", "mode", "position", "ape_resample", "top1", "top5", "n", "correct1", "correct5",
-               "seconds")
+CSV_COLUMNS = ("model", "resolution", "requested", "mode", "position", "ape_resample", "top1", "top5", "n",
+               "correct1", "correct5", "seconds", "method")
 
 
 def rows_to_csv(rows: list[dict]) -> str:

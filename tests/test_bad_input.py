@@ -324,7 +324,7 @@ def test_frequencies_theory_settings_keep_the_session():
         shows_one_error(at, fragment, kind)
         assert at.session_state["freq_heads"] == 3, kind
         at.number_input(key=key).set_value(before).run()
-        assert not at.exception and not at.error and len(at.get("plotly_chart")) == 4, kind
+        assert not at.exception and not at.error and len(at.get("plotly_chart")) == 5, kind  # + position methods
 
 
 # ---------------------------------------------------------------- command line

@@ -309,3 +309,24 @@ def test_a_dinov3_checkpoint_added_on_home_shows_on_frequencies(page, streamlit_
     assert_no_error(page)
     assert "DINOv3 (this model)" in page.locator("[data-testid='stMain']").inner_text()
     page.screenshot(path=str(SCREENSHOTS / "frequencies_dinov3.png"), full_page=True)
+
+
+def test_features_page_click_moves_query(page, streamlit_url):
+    open_page(page, streamlit_url + "/features", 2, "features")
+    nav = page.locator("[data-testid='stSidebarNav']").inner_text()
+    assert "Features" in nav
+    query_u = page.get_by_label("query x (fraction of width)")
+    before_u, before_sim = query_u.input_value(), heatmap_z(page, 0)
+    chart = page.locator(".js-plotly-plot").first
+    chart.scroll_into_view_if_needed()
+    box = chart.locator(".nsewdrag").first.bounding_box()  # the first PCA panel
+    page.mouse.click(box["x"] + box["width"] * 0.1, box["y"] + box["height"] * 0.1)
+    page.wait_for_function(
+        f"() => document.querySelector('input[aria-label=\"query x (fraction of width)\"]').value !== '{before_u}'",
+        timeout=60_000)
+    wait_for_app(page)
+    page.wait_for_function(f"() => JSON.stringify(document.querySelectorAll('.js-plotly-plot')[0]"
+                           f".data.find(t => t.type === 'heatmap').z) !== {before_sim!r}", timeout=60_000)
+    assert float(query_u.input_value()) < 0.25
+    assert_no_error(page)
+    page.screenshot(path=str(SCREENSHOTS / "features.png"), full_page=True)

@@ -52,7 +52,7 @@ def test_frequencies_theory_every_control():
     at = run_page("pages/frequencies.py")
     assert at.selectbox(key="freq_source").value == "tiny-rope_mixed"  # a bundled model by default
     at.selectbox(key="freq_source").set_value("Theory: RoPE-Axial vs RoPE-Mixed").run()
-    assert len(at.get("plotly_chart")) == 4 and not at.error
+    assert len(at.get("plotly_chart")) == 5 and not at.error  # 4 sections + the position-methods section
     for key, value in [("freq_head_dim", 32), ("freq_heads", 4), ("freq_theta_axial", 50.0),
                        ("freq_theta_mixed", 5.0), ("freq_seed", 3), ("freq_head", 2), ("freq_pair", 7),
                        ("freq_phase_grid", 30), ("freq_kernel_grid", 40), ("freq_qx", 3), ("freq_qy", 35)]:
@@ -60,7 +60,7 @@ def test_frequencies_theory_every_control():
         widget.set_value(value).run()
         assert not at.exception and not at.error, (key, at.exception, at.error)
     at.toggle(key="freq_log").set_value(True).run()
-    assert not at.exception and len(at.get("plotly_chart")) == 4
+    assert not at.exception and len(at.get("plotly_chart")) == 5
 
 
 @pytest.mark.parametrize("model", ["tiny-rope_mixed", "tiny-rope_axial_ape"])
@@ -72,7 +72,7 @@ def test_frequencies_model_mode(model):
     at.slider(key="freq_head").set_value(1).run()
     assert not at.exception
     charts = len(at.get("plotly_chart"))
-    assert charts == (7 if model == "tiny-rope_mixed" else 4)  # learned mixed adds the across-layers views
+    assert charts == (8 if model == "tiny-rope_mixed" else 5)  # learned mixed adds the across-layers views; +1 methods
 
 
 def explorer_shown(at) -> bool:
@@ -199,11 +199,14 @@ def test_resolution_sweep_every_control(scene_cache):
     at.selectbox(key="res_reported").set_value("base").run()
     assert not at.exception and len(at.get("plotly_chart")) == 2
     at.selectbox(key="res_reported").set_value("none").run()
-    at.radio(key="res_position").set_value("interpolate").run()
+    at.multiselect(key="res_methods").set_value(["interpolate", "yarn"]).run()  # one curve per model x method
     at.selectbox(key="res_data").set_value("shapes:canvas").run()
-    assert not at.exception and "Run sweep (6 of 6" in at.button(key="res_run").label
+    assert not at.exception and "Run sweep (12 of 12" in at.button(key="res_run").label
     at.button(key="res_run").click().run()
-    assert not at.exception and set(at.dataframe[0].value["mode"]) == {"canvas"}
+    table = at.dataframe[0].value
+    assert not at.exception and set(table["mode"]) == {"canvas"} and set(table["method"]) == {"interpolate", "yarn"}
+    curves = {t.get("name") for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]}
+    assert {"tiny-ape · interpolate", "tiny-rope_mixed · yarn"} <= curves and len(table) == 12
     at.number_input(key="res_att_n").set_value(2).run()
     at.button(key="res_att_run").click().run()
     assert not at.exception and not at.error and len(at.get("plotly_chart")) == 3
