@@ -150,7 +150,7 @@ def test_frequencies_and_attention_render_every_family(family, family_checkpoint
         at = run_page("pages/frequencies.py")
         at.selectbox(key="freq_source").set_value(spec.name).run()
         assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
-        assert len(at.get("plotly_chart")) == (7 if family == "naver_mixed" else 4)
+        assert len(at.get("plotly_chart")) == (8 if family == "naver_mixed" else 5)  # + the position-methods chart
         assert any(spec.family_label in c.value for c in at.caption)
         # The figure draws exactly rope.model_freqs of the loaded model (layer 0, head 0, training grid).
         panel = 1 if family == "naver_mixed" else 0  # a learned model is drawn right of the axial theory
