@@ -2,8 +2,10 @@
 import streamlit as st
 
 from pages import shared
-from rope_viz import cached, capture, explorer, figures, views
+from rope_viz import cached, capture, data, explorer, figures, views
 from rope_viz.errors import RopeVizError
+
+cached.use_app_navigation()  # before anything is drawn (see its docstring)
 
 PANEL_KEYS = {"att_engine": "str", "att_view": "str", "att_layer": "int", "att_head": "int",
               "att_opacity": "float", "att_fusion": "str", "att_qx": "int", "att_qy": "int"}
@@ -24,7 +26,7 @@ spec_of = {s.name: s for s in specs}
 patch = specs[0].patch_size
 pixels, resolution = shared.pick_image("att", patch, specs[0].train_res)
 
-key = cached.pixels_key(pixels)
+key = data.pixels_key(pixels)
 device = cached.get_device()
 captures = {}
 for spec in specs:

@@ -5,7 +5,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from rope_viz import models
+from tqdm import tqdm
+
+from rope_viz import cards, models, sweep, train
 from rope_viz.errors import RopeVizError
 
 USER_ERROR = 2  # exit status for bad input: one sentence on stderr, no traceback
@@ -26,8 +28,6 @@ def fail(err: Exception | str) -> int:
 
 def cmd_info(args) -> int:
     """Print the device and every model with its source, kind and whether its weights are here."""
-    from rope_viz import sweep
-
     print(f"device: {models.device_description()}, {sweep.memory_description(models.default_device())}")
     available = {s.name for s in models.available_models()}
     print(f"{'model':52} {'source':8} {'position':18} {'res':>4} {'classes':>7}  weights")
@@ -52,8 +52,6 @@ def cmd_download(args) -> int:
 
 def cmd_train(args) -> int:
     """Train one bundled model with the shared recipe (see rope_viz.train.TrainConfig)."""
-    from rope_viz import train
-
     overrides = {k: v for k, v in vars(args).items()
                  if k in train.TrainConfig.__dataclass_fields__ and v is not None}
     try:
@@ -68,8 +66,6 @@ def cmd_train(args) -> int:
 
 
 def _progress_bar(total: int, desc: str):
-    from tqdm import tqdm
-
     bar = tqdm(total=total, desc=desc, unit="cell")
 
     def update(done: int, total: int, row: dict) -> None:
@@ -80,8 +76,6 @@ def _progress_bar(total: int, desc: str):
 
 def cmd_eval(args) -> int:
     """Top-1 of one model on held-out scenes at every card resolution, in both modes; --write puts it in the card."""
-    from rope_viz import cards, sweep
-
     try:
         spec = models.get_spec(args.model)
         sweep.check_request([spec.name], args.resolutions, "shapes", args.limit)
@@ -101,8 +95,6 @@ def cmd_eval(args) -> int:
 
 def cmd_sweep(args) -> int:
     """Accuracy per model x resolution; writes a CSV (and prints it)."""
-    from rope_viz import sweep
-
     try:
         sweep.check_request(args.models, args.resolutions, args.data, args.limit, args.batch_size)
         bar, update = _progress_bar(len(args.models) * len(args.resolutions), "sweep")

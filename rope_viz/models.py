@@ -15,9 +15,16 @@ import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlparse
 
+import timm
 import torch
+from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
+from safetensors.torch import load_file
+from timm.data import ImageNetInfo
+from timm.models.eva import Eva
 
+from rope_viz import data
 from rope_viz.errors import InputError, RopeVizError
 
 log = logging.getLogger(__name__)
@@ -78,8 +85,6 @@ class LoadedModel:
 
     def normalise(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 pixels -> the model's input on its device. Shapes: (B, 3, R, R) -> (B, 3, R, R) float32"""
-        from rope_viz import data
-
         return data.normalise(images.to(self.device), self.spec.mean, self.spec.std)
 
     def preprocess(self, image, resolution: int) -> torch.Tensor:
@@ -88,8 +93,6 @@ class LoadedModel:
 
         Shapes: -> (1, 3, R, R) float32 on self.device
         """
-        from rope_viz import data
-
         check_resolution(resolution, self.spec.patch_size)
         pixels = data.resize_center_crop(data.to_rgb(image), resolution)  # (3, R, R) in [0, 1]
         mean = torch.tensor(self.spec.mean).view(3, 1, 1)
@@ -132,8 +135,6 @@ def pos_from_arch(arch: str) -> str:
 @lru_cache(maxsize=1)
 def imagenet_class_names() -> tuple[str, ...]:
     """ImageNet-1k class descriptions from timm's bundled metadata (no download)."""
-    from timm.data import ImageNetInfo
-
     return tuple(ImageNetInfo().label_descriptions(as_dict=False))
 
 
@@ -198,8 +199,6 @@ def register_local(path: str | os.PathLike, arch: str, name: str | None = None) 
     The number of classes is read from the checkpoint's head. The weights are loaded once to
     check them, so a file that does not fit the architecture is never listed.
     """
-    import timm
-
     path = Path(path).expanduser()
     if not path.is_file():
         raise ModelLoadError(f"Checkpoint file {path} does not exist.")
@@ -244,8 +243,6 @@ def read_state_dict(path: str | os.PathLike) -> dict:
     path = Path(path)
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
             return load_file(str(path))
         return torch.load(path, map_location="cpu", weights_only=True)
     except MemoryError as err:  # the file may be fine: say what happened, not "corrupt"
@@ -313,8 +310,6 @@ def load_state_into(module: torch.nn.Module, state: dict, source: str) -> None:
 
 def build_eva(architecture: dict) -> torch.nn.Module:
     """A timm Eva from a card's architecture dict, always with dynamic image size."""
-    from timm.models.eva import Eva
-
     return Eva(**{**architecture, "dynamic_img_size": True})
 
 
@@ -340,8 +335,6 @@ def eva_architecture(pos: str, *, img_size: int, patch_size: int, embed_dim: int
 # ---------------------------------------------------------------- hub
 
 def hub_repo_id(name: str) -> str:
-    import timm
-
     cfg = timm.models.get_pretrained_cfg(name)
     if cfg is None or not cfg.hf_hub_id:
         raise ModelLoadError(f"timm has no Hugging Face weights registered for {name}.")
@@ -352,8 +345,6 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
     """True if the Hugging Face endpoint accepts a TCP connection within `timeout` seconds."""
     if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
         return False
-    from urllib.parse import urlparse
-
     host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
     try:
         with socket.create_connection((host, 443), timeout=timeout):
@@ -364,8 +355,6 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
 
 def hub_cached_file(name: str) -> str | None:
     """Path of the model's weights in the local Hugging Face cache, or None."""
-    from huggingface_hub import try_to_load_from_cache
-
     repo = hub_repo_id(name)
     for filename in ("model.safetensors", "pytorch_model.bin"):
         found = try_to_load_from_cache(repo, filename)
@@ -379,15 +368,11 @@ def hub_weights_file(name: str) -> str:
     cached = hub_cached_file(name)
     if cached:
         return cached
-    from huggingface_hub import constants
-
     if not _hub_reachable():
         raise ModelLoadError(
             f"Weights for {name} are not downloaded and the Hugging Face hub cannot be reached: "
             + HUB_OFFLINE_HELP.format(name=name, cache=constants.HF_HUB_CACHE)
         )
-    from huggingface_hub import hf_hub_download
-
     try:
         return hf_hub_download(hub_repo_id(name), "model.safetensors", etag_timeout=10)
     except Exception as err:
@@ -398,8 +383,6 @@ def hub_weights_file(name: str) -> str:
 
 def build_module(spec: ModelSpec) -> torch.nn.Module:
     """The architecture of `spec` with freshly initialised weights."""
-    import timm
-
     if spec.source == "bundled":
         return build_eva(spec.card["architecture"])
     return timm.create_model(spec.arch.split(".")[0], pretrained=False, num_classes=spec.num_classes,

@@ -6,6 +6,8 @@ Source: the naver-ai/rope-vit README, table "DeiT-III (400 epochs)", evaluated a
 """
 from __future__ import annotations
 
+from rope_viz.models import pos_from_arch, pos_label
+
 SOURCE = "naver-ai/rope-vit README, DeiT-III (400 epochs) table"
 
 # (size, position kind) -> {resolution px: top-1 %}
@@ -34,8 +36,6 @@ def reported_for(model_name: str) -> dict[int, float] | None:
     The APE baseline in the table is naver's own DeiT-III, not timm's deit3 weights, so only the
     RoPE models are matched to hub names.
     """
-    from rope_viz.models import pos_from_arch
-
     if not model_name.endswith(".naver_in1k"):
         return None
     size = model_name.split("_")[1]
@@ -44,8 +44,6 @@ def reported_for(model_name: str) -> dict[int, float] | None:
 
 def reported_rows(sizes=("small", "base", "large")) -> list[dict]:
     """All reported points as rows {label, size, pos, resolution, top1}."""
-    from rope_viz.models import pos_label
-
     return [{"label": f"ViT-{size[0].upper()} {pos_label(pos)} (reported)", "size": size, "pos": pos,
              "resolution": res, "top1": top1}
             for (size, pos), points in REPORTED_TOP1.items() if size in sizes for res, top1 in points.items()]
