@@ -225,7 +225,8 @@ async def attribution_page(page, url: str, session: int, timer: Timer) -> dict:
             await page.locator("[data-testid='stSelectbox']").filter(has_text="method").first.click()
             await page.get_by_role("option", name=attribution.METHODS["gradcam"]).click()
             await page.wait_for_function(
-                "t => document.querySelectorAll('.js-plotly-plot')[0].innerText.includes(t)",
+                "t => { const p = document.querySelectorAll('.js-plotly-plot')[0];"
+                " return !!p && p.innerText.includes(t); }",
                 arg=f"{attribution.METHODS['gradcam']} at {START_RES} px", timeout=TIMEOUT)
             await settle(page)
         await timer.run("Attribution: Grad-CAM", switch())
