@@ -193,7 +193,8 @@ async def open_page(page, url: str, charts: int) -> None:
 
 
 async def attention(page, url: str, session: int, timer: Timer) -> dict:
-    await timer.run("open Attention", open_page(page, url + "/attention", 4))
+    # The maps as server-drawn charts (att_engine in the link): the browser-side explorer draws on a canvas.
+    await timer.run("open Attention", open_page(page, url + "/attention?att_engine=server", 4))
     res = attention_res(session)
     grid = res // 8
 
@@ -351,8 +352,8 @@ def compare(session: int, got: dict, ref: dict) -> None:
                             f"{round(100 * want['probability'], 2):g}"], (session, name, row, want)
         if want["delta"] is not None:  # IG with automatic steps: the steps it chose, its delta and the logit gap
             assert len(row) == 8 and int(row[4]) == want["steps"], (session, name, row, want)
-            for shown, exact in ((row[5], want["delta"]), (row[6], want["logit_gap"])):  # as the table prints them
-                assert abs(float(shown) - exact) <= 1e-4 * max(1.0, abs(exact)), (session, name, row, want)
+            for cell, exact in ((row[5], want["delta"]), (row[6], want["logit_gap"])):  # as the table prints them
+                assert abs(float(cell) - exact) <= 1e-4 * max(1.0, abs(exact)), (session, name, row, want)
         else:
             assert len(row) == 4, (session, name, row)
         np.testing.assert_allclose(shown, abs(want["map"]), rtol=1e-4, atol=1e-6, err_msg=f"session {session} {name}")

@@ -1,6 +1,8 @@
 """Attributions: IG completeness, shapes at several resolutions, gradients through every position kind."""
 from __future__ import annotations
 
+import threading
+
 import pytest
 import torch
 
@@ -138,8 +140,6 @@ def test_attribution_options_are_validated(options, error, message):
 
 
 def test_randomized_copy_never_reseeds_the_global_rng_and_is_the_same_in_every_thread():
-    import threading
-
     loaded = models.load_model("scenes-rope-mixed")
     serial = attribution.randomized_copy(loaded, seed=3)
     draws = []

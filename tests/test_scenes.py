@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 
 import numpy as np
 import pytest
 import torch
 
-from rope_viz import data
+from rope_viz import data, memory
 
 
 def pixels(seed, res, mode="zoom"):
@@ -143,10 +144,6 @@ def test_scaled_batches_are_deterministic_and_keep_labels(tmp_path):
 
 
 def test_eight_threads_asking_for_one_scene_set_render_it_once(tmp_path, monkeypatch):
-    import threading
-
-    from rope_viz import memory
-
     memory.shared_cache().clear()
     seeds = range(data.EVAL_SEEDS.start, data.EVAL_SEEDS.start + 6)
     want = data.render_batch(seeds, 24)
