@@ -46,6 +46,7 @@ bench: install
 	PYTHONPATH=$(CURDIR) $(PY) bench/attribution.py
 	PYTHONPATH=$(CURDIR) $(PY) bench/ig_steps.py
 	PYTHONPATH=$(CURDIR) $(PY) bench/interaction.py
+	PYTHONPATH=$(CURDIR) $(PY) bench/load.py
 
 # Retrain the five bundled models with the shared recipe and measure their model cards (CPU: about 70 min).
 KINDS := ape rope_axial rope_mixed rope_axial_ape rope_mixed_ape

@@ -37,7 +37,7 @@ if mode == "vitb":
 else:
     sample = sorted((models.ASSETS_DIR / "images").glob("scene_*.png"))[0]
     pixels = cached.get_input_image("sample", str(sample), res)
-    key, device, patch = cached.pixels_key(pixels), cached.get_device(), 8
+    key, device, patch = data.pixels_key(pixels), cached.get_device(), 8
     gw = res // patch
     panels = {name: cached.get_attention_panels(name, device, key, pixels, "query", 3, 0, gw // 2, gw // 2, "mean")
               for name in MODELS}

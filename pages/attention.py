@@ -2,8 +2,10 @@
 import streamlit as st
 
 from pages import shared
-from rope_viz import cached, capture, explorer, figures, models, positions, views
+from rope_viz import cached, capture, data, explorer, figures, models, positions, views
 from rope_viz.errors import RopeVizError
+
+cached.use_app_navigation()  # before anything is drawn (see its docstring)
 
 PANEL_KEYS = {"att_engine": "str", "att_view": "str", "att_layer": "int", "att_head": "int",
               "att_opacity": "float", "att_fusion": "str", "att_qx": "int", "att_qy": "int",
@@ -28,7 +30,7 @@ method = st.selectbox("position method", list(positions.METHODS), format_func=po
                       help="How RoPE positions go beyond the training grid (formulas in rope_viz.positions). Try "
                            "2-4x the training size to see what each changes; on the training grid they all agree.")
 
-key = cached.pixels_key(pixels)
+key = data.pixels_key(pixels)
 device = cached.get_device()
 captures = {}
 for spec in specs:

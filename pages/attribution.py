@@ -2,8 +2,10 @@
 import streamlit as st
 
 from pages import shared
-from rope_viz import attribution, cached, figures, models
+from rope_viz import attribution, cached, data, figures, models
 from rope_viz.errors import RopeVizError
+
+cached.use_app_navigation()  # before anything is drawn (see its docstring)
 
 URL_KEYS = {"attr_method": "str", "attr_target": "str", "attr_display": "str", "attr_opacity": "float",
             "attr_steps": "str", "attr_block": "int", "attr_sanity": "bool"}
@@ -46,7 +48,7 @@ block = st.slider("Grad-CAM block", 0, 64, 64, key="attr_block",
     if method == "gradcam" else -1
 sanity = st.toggle("sanity check: also show randomly initialised models", key="attr_sanity")
 
-key = cached.pixels_key(pixels)
+key = data.pixels_key(pixels)
 device = cached.get_device()
 panels, info, warnings = {}, [], []
 try:

@@ -5,6 +5,11 @@ from pages import shared
 from rope_viz import cached, data, feature_figures, features, views
 from rope_viz.errors import RopeVizError
 
+cached.use_app_navigation()  # before anything is drawn (see its docstring)
+
+URL_KEYS = {"feat_res": "list_int", "feat_source": "str", "feat_sample": "str", "feat_seed": "int",
+            "feat_u": "float", "feat_v": "float", "feat_stab_n": "int"}
+
 st.title("Dense features across resolutions")
 st.markdown(
     "The label-free view of extrapolation, and the only one for models without a classifier. The same image "
@@ -14,6 +19,7 @@ st.markdown(
     "similarity pattern as the input grows are stable; ones that break up are extrapolating badly."
 )
 
+shared.share_view({**shared.model_keys("feat"), **URL_KEYS})
 specs = shared.pick_models("feat")
 patch, train_res = specs[0].patch_size, specs[0].train_res
 choices = sorted({patch * k for k in range(1, 65) if patch * k <= 1024} | {train_res})
@@ -28,6 +34,7 @@ if not resolutions:
 
 raw = None
 if source == "sample scene":
+    shared.restore_choice("feat_sample", shared.SAMPLES)
     sample = st.selectbox("sample", shared.SAMPLES, key="feat_sample",
                           format_func=lambda p: p.stem.split("_", 2)[-1].replace("_", " "))
     kind, value = "sample", str(sample)
@@ -46,7 +53,7 @@ else:
 device = cached.get_device()
 try:
     pixels = {r: cached.get_input_image(kind, value, r, raw) for r in resolutions}  # (r, r, 3) uint8 each
-    keys = {r: cached.pixels_key(pixels[r]) for r in resolutions}
+    keys = {r: data.pixels_key(pixels[r]) for r in resolutions}
     rgb = {s.name: cached.get_pca_maps(s.name, device, tuple(keys.values()), tuple(pixels.values())) for s in specs}
 except RopeVizError as err:
     st.error(str(err))

@@ -5,6 +5,8 @@ from pages import shared
 from rope_viz import cached, figures, method_figures, positions, views
 from rope_viz.errors import RopeVizError
 
+cached.use_app_navigation()  # before anything is drawn (see its docstring)
+
 THEORY = "Theory: RoPE-Axial vs RoPE-Mixed"
 KERNEL_KEYS = {"freq_kernel_grid": "int", "freq_qx": "int", "freq_qy": "int"}
 URL_KEYS = {"freq_source": "str", "freq_head_dim": "int", "freq_heads": "int", "freq_theta_axial": "float",

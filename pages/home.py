@@ -5,6 +5,8 @@ from pages import shared
 from rope_viz import cached, models
 from rope_viz.errors import RopeVizError
 
+cached.use_app_navigation()  # before anything is drawn (see its docstring)
+
 st.title("rope-viz: what Rotary Position Embedding does inside Vision Transformers")
 shared.share_view({})
 st.markdown(

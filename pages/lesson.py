@@ -4,6 +4,8 @@ import streamlit as st
 from pages import shared
 from rope_viz import cached, figures, lesson
 
+cached.use_app_navigation()  # before anything is drawn (see its docstring)
+
 URL_KEYS = {"lesson_pair": "int", "lesson_x": "int", "lesson_y": "int", "lesson_shift_x": "int",
             "lesson_shift_y": "int", "lesson_pairs": "int", "lesson_kind": "str", "lesson_angle": "int",
             "lesson_qx": "int", "lesson_mode": "str", "lesson_res": "int"}

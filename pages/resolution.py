@@ -12,6 +12,8 @@ RESOLUTIONS = [16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160, 192, 224,
 URL_KEYS = {"res_models": "list", "res_list": "list_int", "res_data": "str", "res_limit": "int",
             "res_methods": "list", "res_view": "str", "res_reported": "str", "res_att_n": "int"}
 
+cached.use_app_navigation()  # before anything is drawn (see its docstring)
+
 st.title("Resolution sweeps")
 st.markdown(
     "The paper's headline: trained at one resolution, RoPE ViTs keep their accuracy at larger inputs far "

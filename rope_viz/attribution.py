@@ -9,14 +9,16 @@ block's output with a hook, works on a private copy.
 """
 from __future__ import annotations
 
-import copy
+import math
 from dataclasses import dataclass
 
-import math
-
+import numpy as np
 import torch
+from captum.attr import IntegratedGradients, LayerGradCam, NoiseTunnel, Occlusion, Saliency
 
+from rope_viz import capture, memory, models, rope
 from rope_viz.errors import InputError, check_options
+from rope_viz.locking import copy_model
 
 METHODS = {
     "ig": "Integrated Gradients",
@@ -59,6 +61,7 @@ class Attribution:
     steps: int | None = None  # IG: the steps used (chosen by doubling unless fixed)
     logit_gap: torch.Tensor | None = None
     capped: bool = False  # IG: max_steps was reached with |delta| still above tolerance * |gap|
+    logits: torch.Tensor | None = None  # (B, C) the model's answer on x (the forward that picked the target)
 
 
 class _GridTap(torch.nn.Module):
@@ -93,12 +96,6 @@ def _patch(module) -> int:
     return int(p[0] if isinstance(p, (tuple, list)) else p)
 
 
-def predicted(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Shapes: (B, 3, H, W) -> (B,) argmax classes"""
-    with torch.no_grad():
-        return module(x).argmax(-1)
-
-
 def attribute(loaded, x: torch.Tensor, method: str, target=None, **options) -> Attribution:
     """Attribute the target logit of each image to its pixels or patches.
 
@@ -114,8 +111,6 @@ def attribute(loaded, x: torch.Tensor, method: str, target=None, **options) -> A
             rollout: head_fusion ("mean"). Options of other methods are accepted and unused; any
             other name raises TypeError naming the valid ones.
     """
-    from captum.attr import LayerGradCam, NoiseTunnel, Occlusion, Saliency
-
     check_options(options, ALL_OPTIONS, "attribute()")
     if method not in METHODS:
         raise InputError(f"Unknown attribution method {method!r}; valid: {', '.join(METHODS)}.")
@@ -125,37 +120,41 @@ def attribute(loaded, x: torch.Tensor, method: str, target=None, **options) -> A
     p = _patch(module)
     if H % p or W % p:
         raise InputError(f"Image size {H} x {W} px is not a multiple of the patch size ({p} px).")
-    target = predicted(module, x) if target is None else torch.as_tensor(target, device=x.device).expand(B)
+    with torch.no_grad():
+        logits = module(x).float()  # (B, C): picks the target, and the page shows its probabilities
+    target = logits.argmax(-1) if target is None else torch.as_tensor(target, device=x.device).expand(B)
     gh, gw = H // p, W // p
     x = x.detach().clone().requires_grad_(method in ("ig", "saliency", "smoothgrad"))
 
     if method == "rollout":
-        from rope_viz import capture
-
         qk = capture.capture_qk(module, x)
         rows = capture.rollout(qk, options.get("head_fusion", "mean"))  # (B, N, N)
         source = 0 if qk.num_prefix_tokens else (qk.num_tokens // 2)
-        return Attribution(method, None, capture.to_grid(qk, rows[:, source]), None, target, signed=False)
+        return Attribution(method, None, capture.to_grid(qk, rows[:, source]), None, target, signed=False,
+                           logits=logits)
 
     with torch.enable_grad():
         if method == "ig":
-            return integrated_gradients(module, x, target, **{k: options[k] for k in OPTIONS["ig"] if k in options})
+            result = integrated_gradients(module, x, target, **{k: options[k] for k in OPTIONS["ig"] if k in options})
+            result.logits = logits
+            return result
         if method == "saliency":
             raw = Saliency(module).attribute(x, target=target, abs=True)
-            return Attribution(method, raw, raw.amax(1), None, target, signed=False)
+            return Attribution(method, raw, raw.amax(1), None, target, signed=False, logits=logits)
         if method == "smoothgrad":
             tunnel = NoiseTunnel(Saliency(module))
             raw = tunnel.attribute(x, nt_type="smoothgrad", nt_samples=int(options.get("samples", 16)),
                                    nt_samples_batch_size=int(options.get("samples", 16)),
                                    stdevs=float(options.get("stdev", 0.15)), target=target, abs=True)
-            return Attribution(method, raw, raw.amax(1), None, target, signed=False)
+            return Attribution(method, raw, raw.amax(1), None, target, signed=False, logits=logits)
         if method == "occlusion":
             raw = Occlusion(module).attribute(x, sliding_window_shapes=(3, p, p), strides=(3, p, p),
                                               baselines=0.0, target=target,
                                               perturbations_per_eval=int(options.get("batch", 16)))
-            return Attribution(method, raw, raw[:, 0, ::p, ::p].contiguous(), None, target, signed=True)
+            return Attribution(method, raw, raw[:, 0, ::p, ::p].contiguous(), None, target, signed=True,
+                               logits=logits)
         # gradcam
-        private = copy.deepcopy(module)  # the tap is a module swap: never on the shared model
+        private = copy_model(module)  # the tap is a module swap: never on the shared model
         block = options.get("block")
         index = len(private.blocks) - 1 if block is None else int(block)
         if not 0 <= index < len(private.blocks):
@@ -163,7 +162,7 @@ def attribute(loaded, x: torch.Tensor, method: str, target=None, **options) -> A
         tapped = _TappedBlock(private.blocks[index], private.num_prefix_tokens, lambda: (gh, gw))
         private.blocks[index] = tapped
         cam = LayerGradCam(private, tapped.tap).attribute(x, target=target, relu_attributions=True)  # (B, 1, gh, gw)
-        return Attribution(method, None, cam[:, 0].detach(), None, target, signed=False)
+        return Attribution(method, None, cam[:, 0].detach(), None, target, signed=False, logits=logits)
 
 
 def _check_values(options: dict) -> None:
@@ -195,8 +194,6 @@ def integrated_gradients(module: torch.nn.Module, x: torch.Tensor, target: torch
     Why: at a fixed 32 steps IG missed completeness by half the logit gap on RoPE-Axial, and the
     page showed the delta but let it stand. Shapes: x (B, 3, H, W), target (B,) -> raw (B, 3, H, W)
     """
-    from captum.attr import IntegratedGradients
-
     start = x.detach()
     reference = torch.zeros_like(start)  # the dataset mean in normalised units
     if baseline == "black":
@@ -249,10 +246,55 @@ def completeness_gap(module: torch.nn.Module, x: torch.Tensor, attribution: Attr
 
 
 def randomized_copy(loaded, seed: int = 0) -> torch.nn.Module:
-    """The same architecture with freshly initialised weights (Adebayo et al.'s model randomisation test)."""
-    from rope_viz import models
+    """The same architecture with freshly initialised weights (Adebayo et al.'s model randomisation test).
 
-    torch.manual_seed(seed)
+    Every weight is drawn from a private torch.Generator: the same seed gives the same model in any
+    session and thread, and the process-wide RNG is never reseeded. Matrices, embeddings and tokens
+    get timm's truncated normal (std 0.02), biases zero, norms and layer scales their constructor
+    values, and learned RoPE-Mixed frequencies a fresh mixed initialisation.
+    """
     spec = loaded.spec
     module = models.build_module(spec).eval().requires_grad_(False)
+    gen = torch.Generator().manual_seed(int(seed))
+    rope_module = getattr(module, "rope", None)
+    mixed = rope_module if type(rope_module).__name__ == "RotaryEmbeddingMixed" else None
+    with torch.no_grad():
+        for name, param in module.named_parameters():
+            if mixed is not None and param is mixed.freqs:
+                two, depth, heads, half = param.shape  # timm stores (2, L, H, D/2)
+                fresh = rope.mixed_freqs(2 * half, heads, theta=mixed.temperature, seed=int(seed), depth=depth)
+                param.copy_(fresh.permute(3, 0, 1, 2))  # (L, H, D/2, 2) -> (2, L, H, D/2)
+            elif param.dim() >= 2:
+                torch.nn.init.trunc_normal_(param, std=0.02, generator=gen)
+            elif name.endswith("bias"):
+                param.zero_()
     return module.to(loaded.device)
+
+
+def randomized_model(loaded, seed: int = 0) -> models.LoadedModel:
+    """randomized_copy as a LoadedModel with the same spec and device."""
+    return models.LoadedModel(module=randomized_copy(loaded, seed), spec=loaded.spec, device=loaded.device)
+
+
+def explain(loaded, pixels: np.ndarray, method: str, target: int | None = None, steps: int | None = None,
+            block: int = -1) -> dict:
+    """What the Attribution page shows for one model and image, from one attribution run.
+
+    Args:
+        pixels: uint8 (R, R, 3) as the model sees it. steps: IG steps (None: chosen by doubling, see
+            integrated_gradients). block: Grad-CAM block (< 0: the last; clipped).
+    Returns {map (h, w) numpy, target, predicted, probability, delta, logit_gap, steps, capped}
+    (delta, logit_gap and steps None except IG). Shapes: pixels (R, R, 3) -> map (R/p, R/p) or (R, R)
+    """
+    x = loaded.normalise(torch.tensor(pixels).permute(2, 0, 1)[None])  # (1, 3, R, R)
+    options = {"steps": steps, "mean": loaded.spec.mean, "std": loaded.spec.std}
+    if block >= 0:
+        options["block"] = min(block, len(loaded.module.blocks) - 1)
+    with memory.out_of_memory_as_error(f"{METHODS[method] if method in METHODS else method} on {loaded.spec.name}"):
+        result = attribute(loaded, x, method, target=target, **options)
+    probs = result.logits[0].softmax(-1)  # (C,)
+    return {"map": result.map[0].detach().float().cpu().numpy(), "target": int(result.target[0]),
+            "predicted": int(probs.argmax()), "probability": float(probs.max()),
+            "delta": None if result.delta is None else float(result.delta[0]),
+            "logit_gap": None if result.logit_gap is None else float(result.logit_gap[0]),
+            "steps": result.steps, "capped": result.capped}

@@ -11,17 +11,14 @@ come off in `finally`; they record only for the thread that placed them.
 from __future__ import annotations
 
 import threading
-import weakref
 from dataclasses import dataclass
 
 import torch
 from timm.layers import apply_rot_embed_cat
 
-from rope_viz import rope
+from rope_viz import memory, rope
 from rope_viz.errors import RopeVizError
-
-_LOCKS: "weakref.WeakKeyDictionary[torch.nn.Module, threading.Lock]" = weakref.WeakKeyDictionary()
-_LOCKS_GUARD = threading.Lock()
+from rope_viz.locking import model_lock
 ROW_CHUNK = 1024  # query rows per matmul when a full map is needed: bounds the (B, H, chunk, N) buffer
 
 
@@ -52,13 +49,6 @@ class QK:
         return self.q.shape[3]
 
 
-def _model_lock(module: torch.nn.Module) -> threading.Lock:
-    with _LOCKS_GUARD:
-        if module not in _LOCKS:
-            _LOCKS[module] = threading.Lock()
-        return _LOCKS[module]
-
-
 def _unwrap(loaded_or_module) -> torch.nn.Module:
     return getattr(loaded_or_module, "module", loaded_or_module)
 
@@ -83,13 +73,11 @@ def estimate_capture_bytes(module: torch.nn.Module, batch: int, height: int, wid
 
 def check_capture_memory(module: torch.nn.Module, batch: int, height: int, width: int, device) -> None:
     """Raise CaptureError, with the estimate, when a capture would not fit in free memory."""
-    from rope_viz.sweep import available_memory, format_bytes
-
     need = estimate_capture_bytes(module, batch, height, width)
-    free = available_memory(str(device))
+    free = memory.available_memory(str(device))
     if free is not None and need > 0.8 * free:  # unknown free memory: nothing to compare against
-        raise CaptureError(f"A capture at {height} x {width} px needs about {format_bytes(need)}, but only "
-                           f"{format_bytes(free)} is free; choose a lower resolution.")
+        raise CaptureError(f"A capture at {height} x {width} px needs about {memory.format_bytes(need)}, but only "
+                           f"{memory.format_bytes(free)} is free; choose a lower resolution.")
 
 
 def capture_qk(loaded_or_module, images: torch.Tensor) -> QK:
@@ -130,7 +118,7 @@ def capture_qk(loaded_or_module, images: torch.Tensor) -> QK:
             store[index] = x.float()
         return hook
 
-    with _model_lock(module):
+    with model_lock(module):
         handles = []
         try:
             for i, block in enumerate(module.blocks):

@@ -19,7 +19,6 @@ q_cls . R(p) k_p and (R(p) q_p) . k_cls, depend on the patch's absolute position
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import math
 
@@ -27,6 +26,7 @@ import numpy as np
 import torch
 
 from rope_viz import capture, data, rope, sweep
+from rope_viz.locking import copy_model
 
 VARIANTS = ("canvas", "no_outer_distractors", "empty_surround", "pair_top_left", "pair_bottom_right")
 
@@ -95,7 +95,7 @@ def with_shifted_positions(module: torch.nn.Module, offset: tuple[float, float])
     """A private copy of a RoPE model whose patch positions are shifted by -offset (the model is untouched)."""
     if getattr(module, "rope", None) is None:
         raise ValueError("Only RoPE models have positions to shift; this model has none.")
-    shifted = copy.deepcopy(module)
+    shifted = copy_model(module)
     shifted.rope = ShiftedRope(module, offset)
     return shifted
 
@@ -200,7 +200,7 @@ def collapse_rows(loaded_models, resolution: int = 128, limit: int = 200, progre
             return round(100 * hits / n, 1)
 
         results = {v: top1(module, v) for v in VARIANTS}
-        with logit_scale(copy.deepcopy(module), log_n_factor(resolution, spec.train_res, spec.patch_size)) as scaled:
+        with logit_scale(copy_model(module), log_n_factor(resolution, spec.train_res, spec.patch_size)) as scaled:
             results["log_n"] = top1(scaled, "canvas")
         if getattr(module, "rope", None) is not None:
             offset = ((resolution - spec.train_res) / 2 / spec.patch_size,) * 2

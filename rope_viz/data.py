@@ -18,8 +18,12 @@ thin lines are distractors and never count.
 from __future__ import annotations
 
 import colorsys
+import hashlib
 import io
+import multiprocessing
 import os
+import threading
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +31,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from rope_viz import memory
 from rope_viz.errors import RopeVizError
 from rope_viz.shapes import SHAPES, coverage, sdf_segment, sdf_shape
 
@@ -383,17 +388,10 @@ def scene_tensors(seeds: range, resolution: int, mode: str = "zoom", cache_dir: 
     """
     view = mode if scale_range is None else f"scaled{scale_range[0]:g}-{scale_range[1]:g}"
     path = Path(cache_dir or scene_cache_dir()) / f"scenes_{seeds.start}_{seeds.stop}_{resolution}_{view}.pt"
-    if (path, len(seeds)) in _RECENT:  # sweeps ask for the same sets again and again
-        return _RECENT[(path, len(seeds))]
-    images, labels = _scene_tensors(path, seeds, resolution, mode, workers, scale_range)
-    if images.numel() <= 256 << 20:  # keep sets up to 256 MB in memory
-        _RECENT[(path, len(seeds))] = images, labels
-        while len(_RECENT) > 12:
-            _RECENT.pop(next(iter(_RECENT)))
-    return images, labels
-
-
-_RECENT: dict = {}
+    # Sweeps ask for the same sets again and again: keep them in the shared byte-bounded cache. One
+    # thread renders a given set while the others asking for it wait (and never write the same file).
+    return memory.shared_cache().get_or_compute(
+        ("scenes", str(path), len(seeds)), lambda: _scene_tensors(path, seeds, resolution, mode, workers, scale_range))
 
 
 def _scene_tensors(path: Path, seeds: range, resolution: int, mode: str, workers: int, scale_range):
@@ -407,16 +405,44 @@ def _scene_tensors(path: Path, seeds: range, resolution: int, mode: str, workers
     if len(seeds) * resolution ** 2 < 4000 * 64 ** 2 or workers < 2:
         parts = [render_batch(chunk, resolution, mode, scale_range) for chunk in chunks]
     else:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
         # "spawn", not fork: forking after torch has started its thread pool can deadlock the workers.
         with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             parts = list(pool.map(render_batch, chunks, [resolution] * len(chunks), [mode] * len(chunks),
                                   [scale_range] * len(chunks)))
     images, labels = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")  # unique per writer
     torch.save({"images": images, "labels": labels}, tmp)
     tmp.replace(path)  # atomic: a concurrent reader never sees half a file
     return images, labels
+
+
+# ---------------------------------------------------------------- what the pages show
+
+INPUT_SOURCES = ("scene", "sample", "upload")
+
+
+def input_image(source: str, value: str, resolution: int, raw: bytes | None = None) -> np.ndarray:
+    """The image a model sees: a scene rendered at R ("scene", value "seed:mode"), or a file resized and
+    centre-cropped (value: a "sample" path, or an "upload" name with its raw bytes). Raises ImageError.
+
+    Shapes: -> (R, R, 3) uint8, read-only (it may be shared by sessions)
+    """
+    if source == "scene":
+        seed, mode = value.split(":")
+        image, _ = render_scene(int(seed), resolution, mode)
+    elif source == "sample":
+        image = load_image(Path(value).read_bytes(), Path(value).name)
+    elif source == "upload":
+        image = load_image(raw or b"", value)
+    else:
+        raise ValueError(f"Unknown image source {source!r}; valid: {', '.join(INPUT_SOURCES)}.")
+    pixels = resize_center_crop(image, resolution)  # (3, R, R) in [0, 1]; identity for a scene at R
+    out = (pixels.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    out.setflags(write=False)
+    return out
+
+
+def pixels_key(pixels: np.ndarray) -> str:
+    """A short content key of an image (shape and SHA-1 of its bytes) for caches keyed on primitives."""
+    return f"{pixels.shape}:{hashlib.sha1(pixels.tobytes()).hexdigest()}"

@@ -62,6 +62,30 @@ class PCABasis:
     high: torch.Tensor
 
 
+def image_patch_features(loaded, pixels: np.ndarray) -> np.ndarray:
+    """Last-layer patch features of one image given as uint8 pixels, on the CPU (to be cached).
+
+    Shapes: pixels (R, R, 3) uint8 -> (gh, gw, C) float32
+    """
+    x = loaded.normalise(torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None])  # (1, 3, R, R)
+    return compute_patch_features(loaded, x)[0].cpu().numpy()
+
+
+def pca_maps(feature_maps: list[np.ndarray]) -> list[np.ndarray]:
+    """PCA colour maps of several feature maps with ONE basis fitted on all of them (comparable colours).
+
+    Shapes: [(gh_r, gw_r, C)] -> [(gh_r, gw_r, 3) float in [0, 1]]
+    """
+    maps = [torch.from_numpy(np.asarray(m)) for m in feature_maps]
+    basis = fit_pca(maps)
+    return [pca_rgb(m, basis).numpy() for m in maps]
+
+
+def similarity_map(feature_map: np.ndarray, query_xy: tuple[int, int]) -> np.ndarray:
+    """patch_similarity on a numpy feature map. Shapes: (gh, gw, C) -> (gh, gw)"""
+    return patch_similarity(torch.from_numpy(np.asarray(feature_map)), query_xy).numpy()
+
+
 def fit_pca(feature_maps: list[torch.Tensor], clip: float = 0.01) -> PCABasis:
     """One PCA basis for the patches of every map together (principal directions by SVD, fp64).
 

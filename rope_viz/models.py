@@ -12,6 +12,7 @@ import logging
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
+from urllib.parse import urlparse
 
 import timm
 import torch

@@ -307,6 +307,15 @@ def method_for_model(module: torch.nn.Module, method: str, grid, train_grid=None
 
 
 @contextmanager
+def method_head_freqs(freqs_head, method: str, grid, train_grid) -> tuple:
+    """One head's vectors under a method, as numpy for figures: (freqs (D/2, 2) on `grid`, logit scale).
+
+    Shapes: freqs_head (D/2, 2) rad/patch at the training grid -> ((D/2, 2), float)
+    """
+    out = compute_positions(method, torch.as_tensor(freqs_head)[None, None], grid, train_grid)
+    return out.freqs[0, 0].numpy(), float(out.logit_scale)
+
+
 def apply_method(module: torch.nn.Module, method: str, grid, train_grid=None, **options):
     """Within the context, the calling thread's forwards of `module` at `grid` use a position method.
 

@@ -17,7 +17,7 @@ on APE-only models only a method's logit scale applies.
 """
 from __future__ import annotations
 
-import copy
+import contextlib
 import math
 import time
 from dataclasses import dataclass
@@ -25,10 +25,12 @@ from pathlib import Path
 from typing import Callable, MutableMapping
 
 import torch
+from timm.data import ImageNetInfo
 
-from rope_viz import ape, data, families, models, positions, rope_math
+from rope_viz import ape, capture, data, families, memory, models, positions, rope_math, views
 from rope_viz.distributed import SINGLE, Shard, max_over_processes, sum_counts
 from rope_viz.errors import InputError, RopeVizError
+from rope_viz.locking import copy_model, key_lock
 
 POSITION_MODES = ("extrapolate", "interpolate")
 RESIZE_POLICY = {
@@ -81,8 +83,6 @@ def folder_class_index(spec: models.ModelSpec) -> dict[str, int]:
         for alias in (name, name.replace(", ", "_").replace(" ", "_"), name.lower()):
             index.setdefault(alias, i)
     if spec.num_classes == 1000:
-        from timm.data import ImageNetInfo
-
         for i, synset in enumerate(ImageNetInfo().label_names()):
             index.setdefault(synset, i)
     return index
@@ -165,7 +165,7 @@ def with_positions(loaded: models.LoadedModel, position: str) -> torch.nn.Module
     module = loaded.module
     if position == "extrapolate" or getattr(module, "rope", None) is None:
         return module
-    module = copy.deepcopy(module)  # the loaded model may be shared: never change it
+    module = copy_model(module)  # the loaded model may be shared: never change it; copy it under its lock
     grid = loaded.spec.train_res // loaded.spec.patch_size
     module.rope = InterpolatedRope(module, (grid, grid))
     return module
@@ -173,31 +173,10 @@ def with_positions(loaded: models.LoadedModel, position: str) -> torch.nn.Module
 
 # ---------------------------------------------------------------- memory
 
-def available_memory(device: str) -> int | None:
-    """Free bytes on `device` (CUDA: free device memory; CPU: available RAM), or None when this
-    machine does not say (callers then say "free memory unknown"; no number is made up)."""
-    if str(device).startswith("cuda"):
-        return torch.cuda.mem_get_info(torch.device(device))[0]
-    import os
-
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):  # no sysconf (Windows) or no such name
-        return None
-
-
-def format_bytes(n: float) -> str:
-    """Bytes for a sentence: '3.2 GiB', '512.0 MiB', '97.7 KiB' (never '0.0 GiB')."""
-    for unit, size in (("GiB", 2**30), ("MiB", 2**20)):
-        if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{n / 2**10:.1f} KiB"
-
-
 def memory_description(device: str) -> str:
     """'12.3 GiB free' or, where the machine does not say, 'free memory unknown'."""
-    free = available_memory(device)
-    return "free memory unknown" if free is None else f"{format_bytes(free)} free"
+    free = memory.available_memory(device)
+    return "free memory unknown" if free is None else f"{memory.format_bytes(free)} free"
 
 
 def estimate_forward_bytes(module: torch.nn.Module, batch: int, resolution: int, patch_size: int) -> int:
@@ -216,10 +195,10 @@ def check_memory(module, batch: int, resolution: int, patch_size: int, device: s
     surfaces as the error it is.
     """
     need = estimate_forward_bytes(module, batch, resolution, patch_size) + extra
-    free = available_memory(device)
-    if free is not None and need > 0.8 * free:
-        raise SweepError(f"{resolution} px needs about {format_bytes(need)} for a batch of {batch}, "
-                         f"but only {format_bytes(free)} is free on {device}; lower the resolution or batch.")
+    free = memory.available_memory(device)
+    if free is not None and need > 0.8 * free:  # unknown free memory: nothing invented, the run goes ahead
+        raise SweepError(f"{resolution} px needs about {memory.format_bytes(need)} for a batch of {batch}, "
+                         f"but only {memory.format_bytes(free)} is free on {device}; lower the resolution or batch.")
 
 
 # ---------------------------------------------------------------- evaluation
@@ -284,7 +263,8 @@ def evaluate_cell(loaded: models.LoadedModel, resolution: int, dataset: str = "s
     images, labels = eval_images(evalset, loaded.spec, resolution, limit, shard)
     grid = resolution // loaded.spec.patch_size
     train = loaded.spec.train_res // loaded.spec.patch_size
-    with positions.apply_method(module, method, (grid, grid), (train, train)):
+    with memory.out_of_memory_as_error(f"Evaluating {loaded.spec.name} at {resolution} px"), \
+            positions.apply_method(module, method, (grid, grid), (train, train)):
         counts = count_correct(module, images, labels, loaded.spec.mean, loaded.spec.std, loaded.device, batch_size)
     hits1, hits5, n = sum_counts(counts, shard, loaded.device)
     seconds = max_over_processes(time.perf_counter() - started, shard, loaded.device)
@@ -362,14 +342,16 @@ def accuracy_sweep(model_names, resolutions, dataset: str = "shapes", limit: int
         patch = models.get_spec(name).patch_size if name not in loaded else loaded[name].spec.patch_size
         resolution = snap_resolution(int(requested), patch)
         key = cell_key(name, resolution, dataset, limit, method)
-        row = cache.get(key) if cache is not None else None
-        if row is None:
-            if name not in loaded:  # one build per model, reused at every resolution (dynamic size)
-                loaded = {name: load(name, device=device)}
-            row = evaluate_cell(loaded[name], resolution, dataset, limit, batch_size=batch_size, shard=shard,
-                                method=method)
-            if cache is not None:
-                cache[key] = row
+        # Sessions sharing a cache compute a cell once: the others wait for it and read it.
+        with key_lock(("sweep cell", id(cache), key)) if cache is not None else contextlib.nullcontext():
+            row = cache.get(key) if cache is not None else None
+            if row is None:
+                if name not in loaded:  # one build per model, reused at every resolution (dynamic size)
+                    loaded = {name: load(name, device=device)}
+                row = evaluate_cell(loaded[name], resolution, dataset, limit, batch_size=batch_size, shard=shard,
+                                    method=method)
+                if cache is not None:
+                    cache[key] = row
         row = {**row, "requested": int(requested)}
         rows.append(row)
         done += 1
@@ -404,8 +386,6 @@ def attention_sweep(model_names, resolutions, dataset: str = "shapes", limit: in
     Extrapolated positions only (what the model does by itself). Returns one row per model x resolution x
     layer: {model, resolution, mode, layer, distance, entropy, n}.
     """
-    from rope_viz import capture
-
     device = device or models.default_device()
     evalset = check_request(model_names, resolutions, dataset, limit)
     rows, done, total = [], 0, len(model_names) * len(resolutions)
@@ -418,10 +398,11 @@ def attention_sweep(model_names, resolutions, dataset: str = "shapes", limit: in
             images, _ = eval_images(evalset, loaded.spec, resolution, limit)
             x = loaded.normalise(images)
             distance, entropy = [], []
-            for start in range(0, len(x), 8):  # a few images per capture keeps q and k small
-                qk = capture.capture_qk(loaded, x[start:start + 8])
-                distance.append(capture.mean_attention_distance(qk).mean(-1))  # (b, L): mean over heads
-                entropy.append(capture.attention_entropy(qk).mean(-1))
+            with memory.out_of_memory_as_error(f"Capturing attention of {name} at {resolution} px"):
+                for start in range(0, len(x), 8):  # a few images per capture keeps q and k small
+                    qk = capture.capture_qk(loaded, x[start:start + 8])
+                    distance.append(capture.mean_attention_distance(qk).mean(-1))  # (b, L): mean over heads
+                    entropy.append(capture.attention_entropy(qk).mean(-1))
             distance, entropy = torch.cat(distance).mean(0), torch.cat(entropy).mean(0)  # (L,)
             for layer in range(len(distance)):
                 rows.append({"model": name, "resolution": resolution, "mode": evalset.mode, "layer": layer,
@@ -439,6 +420,4 @@ CSV_COLUMNS = ("model", "resolution", "requested", "mode", "position", "ape_resa
 
 def rows_to_csv(rows: list[dict]) -> str:
     """Sweep rows as CSV text with CSV_COLUMNS (the CLI and the page write the same file)."""
-    from rope_viz import views
-
     return views.to_csv(rows, CSV_COLUMNS)

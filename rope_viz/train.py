@@ -15,6 +15,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import save_file
+from tqdm import tqdm
 
 from rope_viz import data, models
 from rope_viz.errors import InputError
@@ -124,9 +126,6 @@ def lr_at(step: int, total: int, warmup: int, base: float) -> float:
 def train(config: TrainConfig, out_dir: Path, device: str | None = None, resume: bool = False,
           cache_dir: Path | None = None, progress: bool = True) -> Path:
     """Train one model and write `<out_dir>/<name>.safetensors` (fp16) and its card `.json`."""
-    from safetensors.torch import save_file
-    from tqdm import tqdm
-
     device = device or models.default_device()
     gen = torch.Generator().manual_seed(config.seed)
     seeds = range(data.TRAIN_SEEDS.start, data.TRAIN_SEEDS.start + config.train_scenes)

@@ -1,9 +1,13 @@
 """What the pages show, decided from primitives: the small `if`s about the math live here."""
 from __future__ import annotations
 
-import numpy as np
+import csv
+import io
 
-from rope_viz import families, rope
+import numpy as np
+import torch
+
+from rope_viz import capture, families, memory, positions, rope
 from rope_viz.errors import InputError
 
 THEORY_AXIAL_THETA = 100.0  # naver RoPE-Axial
@@ -38,6 +42,35 @@ def family_facts(family_key: str) -> dict:
             "about": family.about}
 
 
+def theory_freqs(kind: str, head_dim: int, theta: float, num_heads: int, seed: int = 0) -> np.ndarray:
+    """Theory-mode freqs: "axial" (the same for every head) or "mixed" (the random initialisation).
+
+    Shapes: -> (1, H, D/2, 2)
+    """
+    if kind == "axial":
+        return rope.axial_freqs(head_dim, theta).expand(1, num_heads, -1, -1).numpy().copy()
+    if kind == "mixed":
+        return rope.mixed_freqs(head_dim, num_heads, theta=theta, seed=seed).numpy()
+    raise ValueError(f"Unknown theory kind {kind!r}; valid: axial, mixed.")
+
+
+def phase_map(freqs_head: np.ndarray, pair: int, h: int, w: int) -> np.ndarray:
+    """cos(w_j . p) over an h x w grid for pair j of one head. Shapes: freqs_head (D/2, 2) -> (h, w)"""
+    f = torch.from_numpy(np.ascontiguousarray(freqs_head))[pair:pair + 1]  # (1, 2)
+    return torch.cos(rope.angles(f, rope.grid_positions(h, w)))[:, 0].reshape(h, w).numpy()
+
+
+def kernel(freqs_head: np.ndarray, h: int, w: int, query_xy: tuple[int, int]) -> np.ndarray:
+    """rope.similarity_kernel on numpy. Shapes: freqs_head (D/2, 2) -> (h, w)"""
+    return rope.similarity_kernel(torch.from_numpy(np.ascontiguousarray(freqs_head)), h, w, query_xy).numpy()
+
+
+def spectrum(freqs_head: np.ndarray, size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """rope.compute_spectrum on numpy. Shapes: freqs_head (D/2, 2) -> omega (S,), power (S, S)"""
+    omega, power = rope.compute_spectrum(torch.from_numpy(np.ascontiguousarray(freqs_head)), size)
+    return omega.numpy(), power.numpy()
+
+
 def frequency_summary(freqs: np.ndarray) -> dict[str, np.ndarray]:
     """Per layer and head: mean |w| (rad/patch) and the spread of directions (circular std, degrees).
 
@@ -61,6 +94,36 @@ ATTENTION_VIEWS = {
 }
 
 
+def capture_bytes(loaded, resolution: int, batch: int = 1) -> int:
+    """Bytes a kept capture of a square image holds (its q and k, fp32)."""
+    module, patch = loaded.module, loaded.spec.patch_size
+    tokens = (resolution // patch) ** 2 + int(module.num_prefix_tokens)
+    return memory.qk_bytes(batch, len(module.blocks), tokens, int(module.embed_dim))
+
+
+def capture_image(loaded, pixels: np.ndarray, method: str = "extrapolate") -> capture.QK:
+    """One forward of a model on one image under a position method (rope_viz.positions; the calling
+    thread only), keeping q, k and the logits on the CPU (to be cached and shared).
+
+    Shapes: pixels (R, R, 3) uint8 -> QK with q, k (1, L, H, N, D), logits (1, C)
+    """
+    x = loaded.normalise(torch.tensor(pixels).permute(2, 0, 1)[None])  # (1, 3, R, R)
+    patch = loaded.spec.patch_size
+    grid = (pixels.shape[0] // patch, pixels.shape[1] // patch)
+    train = loaded.spec.train_res // patch
+    with memory.out_of_memory_as_error(f"Capturing {loaded.spec.name} at {pixels.shape[0]} px"), \
+            positions.apply_method(loaded.module, method, grid, (train, train)):
+        qk = capture.capture_qk(loaded, x)
+    return capture.QK(q=qk.q.cpu(), k=qk.k.cpu(), grid=qk.grid, num_prefix_tokens=qk.num_prefix_tokens,
+                      scale=qk.scale, logits=qk.logits.cpu())
+
+
+def attention_stats(qk) -> dict[str, np.ndarray]:
+    """Mean attention distance (patches) and entropy (nats) per layer and head. Shapes: -> (L, H) each"""
+    return {"distance": capture.mean_attention_distance(qk)[0].numpy(),
+            "entropy": capture.attention_entropy(qk)[0].numpy()}
+
+
 def attention_panels(qk, view: str, layer: int, head: int, query_xy: tuple[int, int],
                      fusion: str = "mean") -> dict[str, np.ndarray]:
     """The maps an attention view draws, each folded onto the patch grid.
@@ -68,8 +131,6 @@ def attention_panels(qk, view: str, layer: int, head: int, query_xy: tuple[int, 
     Models without a CLS token show the query patch's row for "cls" and "rollout".
     Shapes: -> {panel label: (gh, gw)} for the first image of the batch
     """
-    from rope_viz import capture
-
     if view not in ATTENTION_VIEWS:
         raise InputError(f"Unknown attention view {view!r}; valid: {', '.join(ATTENTION_VIEWS)}.")
     query = capture.patch_token(qk, *query_xy)
@@ -88,9 +149,6 @@ def attention_panels(qk, view: str, layer: int, head: int, query_xy: tuple[int, 
 
 def to_csv(rows: list[dict], columns=None) -> str:
     """Rows as CSV text; columns default to the first row's keys, extra keys are left out."""
-    import csv
-    import io
-
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(columns or rows[0]), extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
@@ -100,8 +158,6 @@ def to_csv(rows: list[dict], columns=None) -> str:
 
 def top_k(logits, class_names, k: int = 5) -> list[dict]:
     """The k most probable classes. Shapes: logits (C,) -> [{rank, class, probability %}]"""
-    import torch
-
     probs = torch.as_tensor(logits).float().softmax(-1)
     values, indices = probs.topk(min(k, probs.numel()))
     return [{"rank": r + 1, "class": class_names[i], "probability %": round(100 * float(v), 2)}

@@ -1,6 +1,8 @@
 """Attributions: IG completeness, shapes at several resolutions, gradients through every position kind."""
 from __future__ import annotations
 
+import threading
+
 import pytest
 import torch
 
@@ -135,3 +137,44 @@ def test_attribution_options_are_validated(options, error, message):
     with pytest.raises(error) as err:
         attribution.attribute(m, torch.randn(1, 3, 32, 32), "ig", **options)
     assert message in str(err.value)
+
+
+def test_randomized_copy_never_reseeds_the_global_rng_and_is_the_same_in_every_thread():
+    loaded = models.load_model("scenes-rope-mixed")
+    serial = attribution.randomized_copy(loaded, seed=3)
+    draws = []
+    for seed in (1, 2):  # the old code reseeded to 0: both draws after it were equal
+        torch.manual_seed(seed)
+        attribution.randomized_copy(loaded, seed=3)
+        draws.append(torch.rand(4))
+    assert not torch.equal(*draws)
+    results, stop = [None] * 6, threading.Event()
+
+    def noisy():  # other sessions using (and seeding) the global RNG meanwhile
+        while not stop.is_set():
+            torch.manual_seed(int(torch.randint(0, 100, ())))
+            torch.randn(64)
+
+    def work(i):
+        results[i] = attribution.randomized_copy(loaded, seed=3)
+
+    others = [threading.Thread(target=noisy) for _ in range(2)]
+    workers = [threading.Thread(target=work, args=(i,)) for i in range(6)]
+    [t.start() for t in others + workers]
+    [t.join() for t in workers]
+    stop.set()
+    [t.join() for t in others]
+    want = serial.state_dict()
+    for got in results:
+        assert all(torch.equal(v, want[k]) for k, v in got.state_dict().items())
+    # Random, not trained: every matrix differs from the loaded model's; the RoPE-Mixed frequencies are a
+    # fresh mixed initialisation (per-pair magnitudes 1/10^(4i/D) in two orthogonal directions).
+    trained = loaded.module.state_dict()
+    assert all(not torch.equal(v, trained[k]) for k, v in want.items() if v.dim() >= 2)
+    assert not torch.equal(attribution.randomized_copy(loaded, seed=4).head.weight, serial.head.weight)
+    freqs = serial.rope.freqs.permute(1, 2, 3, 0)  # (L, H, D/2, 2)
+    half = freqs.shape[2] // 2
+    magnitudes = 1.0 / 10.0 ** (torch.arange(half) * 4 / (2 * freqs.shape[2]))
+    torch.testing.assert_close(freqs.norm(dim=-1), magnitudes.repeat(2).expand_as(freqs[..., 0]))
+    torch.testing.assert_close((freqs[..., :half, :] * freqs[..., half:, :]).sum(-1),
+                               torch.zeros_like(freqs[..., :half, 0]), atol=1e-6, rtol=0)

@@ -21,7 +21,7 @@ from PIL import Image
 from safetensors.torch import save_file
 from streamlit.testing.v1 import AppTest
 
-from rope_viz import data, sweep
+from rope_viz import data, memory, sweep
 from rope_viz.__main__ import main as cli_main
 
 TIMEOUT = 180
@@ -246,7 +246,7 @@ def test_attention_resolutions_keep_the_session(monkeypatch):
     at.number_input(key="att_res").set_value(36).run()
     shows_one_error(at, "Resolution 36 px is not a multiple of the patch size (8 px).", "not a patch multiple")
     # Too large: the widget's own maximum, on a machine with 512 MiB free.
-    monkeypatch.setattr(sweep, "available_memory", lambda device: 512 << 20)
+    monkeypatch.setattr(memory, "available_memory", lambda device: 512 << 20)
     at.number_input(key="att_res").set_value(2048).run()
     shows_one_error(at, "A capture at 2048 x 2048 px needs about 608.0 MiB, but only 512.0 MiB is free; choose a lower resolution.", "too large")
     at.number_input(key="att_res").set_value(40).run()
@@ -296,7 +296,7 @@ def test_resolution_page_bad_sets_keep_finished_cells(tmp_path, monkeypatch):
     at.selectbox(key="res_data").set_value("shapes:zoom").run()
     assert at.button(key="res_run").label == "All cells computed" and len(at.dataframe[0].value) == 1
     # Too large for this machine: 64 MiB free.
-    monkeypatch.setattr(sweep, "available_memory", lambda device: 64 << 20)
+    monkeypatch.setattr(memory, "available_memory", lambda device: 64 << 20)
     at.multiselect(key="res_list").set_value([32, 512]).run()
     at.button(key="res_run").click().run()
     shows_one_error(at, "512 px needs about", "too large")

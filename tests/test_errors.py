@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import save_file
 from streamlit.testing.v1 import AppTest
 
-from rope_viz import attribution, capture, data, models, rope, sweep, views
+from rope_viz import attribution, capture, data, memory, models, rope, sweep, views
 from rope_viz.__main__ import main as cli_main
 from rope_viz.errors import InputError, RopeVizError, check_options
 
@@ -57,22 +57,18 @@ def test_unknown_options_are_type_errors_naming_the_valid_ones():
 
 
 def test_free_memory_is_never_invented(monkeypatch):
-    import os
-
-    def unreadable(name):
-        raise ValueError(f"unknown sysconf name {name}")
-
-    monkeypatch.setattr(os, "sysconf", unreadable)
-    assert sweep.available_memory("cpu") is None
+    monkeypatch.setattr(memory, "_meminfo", lambda field: None)  # no /proc/meminfo
+    monkeypatch.setattr(memory, "_sysconf", lambda name: None)  # and no sysconf (Windows)
+    assert memory.available_memory("cpu") is None
     assert sweep.memory_description("cpu") == "free memory unknown"
     module = models.build_eva(models.eva_architecture("ape", img_size=32, patch_size=8, embed_dim=32, depth=1,
                                                       num_heads=2, num_classes=10))
     sweep.check_memory(module, 10**5, 4096, 8, "cpu")  # nothing to compare against: no made-up refusal
     capture.check_capture_memory(module, 1, 4096, 4096, "cpu")
-    assert sweep.format_bytes(3 * 2**30) == "3.0 GiB" and sweep.format_bytes(100_000) == "97.7 KiB"
+    assert memory.format_bytes(3 * 2**30) == "3.0 GiB" and memory.format_bytes(100_000) == "97.7 KiB"
 
 
-@pytest.mark.parametrize("suffix,reader", [(".safetensors", "safetensors.torch.load_file"), (".pth", "torch.load")])
+@pytest.mark.parametrize("suffix,reader", [(".safetensors", "rope_viz.models.load_file"), (".pth", "torch.load")])
 def test_memory_error_reading_a_checkpoint_is_not_called_corrupt(tmp_path, monkeypatch, suffix, reader):
     path = tmp_path / f"big{suffix}"
     save_file({"w": torch.zeros(4)}, str(path)) if suffix == ".safetensors" else torch.save({"w": torch.zeros(4)}, path)

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 
 import numpy as np
 import pytest
 import torch
 
-from rope_viz import data
+from rope_viz import data, memory
 
 
 def pixels(seed, res, mode="zoom"):
@@ -140,3 +141,28 @@ def test_scaled_batches_are_deterministic_and_keep_labels(tmp_path):
     assert not torch.equal(a, plain)
     cached, _ = data.scene_tensors(range(30, 40), 32, cache_dir=tmp_path, scale_range=(0.5, 2.0))
     assert torch.equal(cached, a) and (tmp_path / "scenes_30_40_32_scaled0.5-2.pt").exists()
+
+
+def test_eight_threads_asking_for_one_scene_set_render_it_once(tmp_path, monkeypatch):
+    memory.shared_cache().clear()
+    seeds = range(data.EVAL_SEEDS.start, data.EVAL_SEEDS.start + 6)
+    want = data.render_batch(seeds, 24)
+    calls = []
+    render = data.render_batch
+    monkeypatch.setattr(data, "render_batch", lambda *a: calls.append(a) or render(*a))
+    results, errors, barrier = [None] * 8, [], threading.Barrier(8)
+
+    def work(i):
+        try:
+            barrier.wait()
+            results[i] = data.scene_tensors(seeds, 24, cache_dir=tmp_path)
+        except Exception as err:  # noqa: BLE001  (reported below)
+            errors.append(err)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert not errors and len(calls) == 1  # one render, one file write: no two writers on one temporary file
+    for images, labels in results:
+        assert torch.equal(images, want[0]) and torch.equal(labels, want[1])
+    assert [p.name for p in tmp_path.iterdir()] == [f"scenes_{seeds.start}_{seeds.stop}_24_zoom.pt"]
