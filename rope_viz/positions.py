@@ -306,7 +306,6 @@ def method_for_model(module: torch.nn.Module, method: str, grid, train_grid=None
     return compute_positions(method, families.model_freqs(module, train), grid, train, **options)
 
 
-@contextmanager
 def method_head_freqs(freqs_head, method: str, grid, train_grid) -> tuple:
     """One head's vectors under a method, as numpy for figures: (freqs (D/2, 2) on `grid`, logit scale).
 
@@ -316,6 +315,7 @@ def method_head_freqs(freqs_head, method: str, grid, train_grid) -> tuple:
     return out.freqs[0, 0].numpy(), float(out.logit_scale)
 
 
+@contextmanager
 def apply_method(module: torch.nn.Module, method: str, grid, train_grid=None, **options):
     """Within the context, the calling thread's forwards of `module` at `grid` use a position method.
 
