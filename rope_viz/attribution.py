@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from captum.attr import IntegratedGradients, LayerGradCam, NoiseTunnel, Occlusion, Saliency
+from timm.layers import RotaryEmbeddingMixed
 
 from rope_viz import capture, memory, models, rope
 from rope_viz.errors import InputError, check_options
@@ -257,16 +258,16 @@ def randomized_copy(loaded, seed: int = 0) -> torch.nn.Module:
     module = models.build_module(spec).eval().requires_grad_(False)
     gen = torch.Generator().manual_seed(int(seed))
     rope_module = getattr(module, "rope", None)
-    mixed = rope_module if type(rope_module).__name__ == "RotaryEmbeddingMixed" else None
+    mixed = rope_module if isinstance(rope_module, RotaryEmbeddingMixed) else None
     with torch.no_grad():
-        for name, param in module.named_parameters():
+        for parameter_name, param in module.named_parameters():
             if mixed is not None and param is mixed.freqs:
                 two, depth, heads, half = param.shape  # timm stores (2, L, H, D/2)
                 fresh = rope.mixed_freqs(2 * half, heads, theta=mixed.temperature, seed=int(seed), depth=depth)
                 param.copy_(fresh.permute(3, 0, 1, 2))  # (L, H, D/2, 2) -> (2, L, H, D/2)
             elif param.dim() >= 2:
                 torch.nn.init.trunc_normal_(param, std=0.02, generator=gen)
-            elif name.endswith("bias"):
+            elif parameter_name.rsplit(".", 1)[-1] == "bias":
                 param.zero_()
     return module.to(loaded.device)
 

@@ -246,8 +246,9 @@ def test_deep_link_restores_view_in_fresh_context(page, streamlit_url):
         state = explorer_state(other)
         assert state["query"] == {"x": 0, "y": 7} and list(next(iter(state["panels"].values()))) == ["mean over heads"]
         wait_for_app(other)
-        values = other.evaluate("() => Array.from(document.querySelectorAll('input')).map(i => [i.ariaLabel, i.value])")
-        assert other.get_by_label("query y (patch row)").input_value() == "7", values
+        # The number inputs are drawn after the explorer (same fragment); wait until they show the restored value.
+        other.wait_for_function("""() => { const i = Array.from(document.querySelectorAll('input'))
+            .find(e => e.ariaLabel === 'query y (patch row)'); return i && i.value === '7'; }""", timeout=30_000)
         assert_no_modal(other)
         other.screenshot(path=str(SCREENSHOTS / "deep_link.png"), full_page=True)
     finally:

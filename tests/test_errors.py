@@ -68,7 +68,7 @@ def test_free_memory_is_never_invented(monkeypatch):
     assert memory.format_bytes(3 * 2**30) == "3.0 GiB" and memory.format_bytes(100_000) == "97.7 KiB"
 
 
-@pytest.mark.parametrize("suffix,reader", [(".safetensors", "rope_viz.models.load_file"), (".pth", "torch.load")])
+@pytest.mark.parametrize("suffix,reader", [(".safetensors", "safetensors.torch.load_file"), (".pth", "torch.load")])
 def test_memory_error_reading_a_checkpoint_is_not_called_corrupt(tmp_path, monkeypatch, suffix, reader):
     path = tmp_path / f"big{suffix}"
     save_file({"w": torch.zeros(4)}, str(path)) if suffix == ".safetensors" else torch.save({"w": torch.zeros(4)}, path)
