@@ -271,15 +271,24 @@ async def resolution_page(page, url: str, session: int, timer: Timer, downloads:
         await settle(page)
     await timer.run("Resolution: sweep", run_sweep())
     await assert_no_error(page, f"session {session} Resolution")
-    async with page.expect_download() as info:
-        await page.get_by_role("button", name="Download CSV").click()
     path = downloads / f"sweep_{session}.csv"
-    await (await info.value).save_as(path)
+    for attempt in range(3):
+        # Streamlit drops a download's file when the session reruns between the click and the fetch (the
+        # browser then reports "canceled"); a person clicks again, and so does the driver.
+        try:
+            async with page.expect_download() as info:
+                await page.get_by_role("button", name="Download CSV").first.click()
+            await (await info.value).save_as(path)
+            break
+        except Exception as err:  # playwright's Error for a canceled download
+            if "canceled" not in str(err) or attempt == 2:
+                raise
+            await settle(page)
     return {"csv": list(csv.DictReader(io.StringIO(path.read_text())))}
 
 
 async def one_session(browser, url: str, session: int, downloads: Path) -> tuple[dict, Timer]:
-    context = await browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    context = await browser.new_context(viewport={"width": 2400, "height": 1000}, accept_downloads=True)  # wide: the dataframe renders every column
     page = await context.new_page()
     timer, out = Timer(), {}
     steps = [("attention", lambda: attention(page, url, session, timer)),
