@@ -272,18 +272,10 @@ async def resolution_page(page, url: str, session: int, timer: Timer, downloads:
     await timer.run("Resolution: sweep", run_sweep())
     await assert_no_error(page, f"session {session} Resolution")
     path = downloads / f"sweep_{session}.csv"
-    for attempt in range(3):
-        # Streamlit drops a download's file when the session reruns between the click and the fetch (the
-        # browser then reports "canceled"); a person clicks again, and so does the driver.
-        try:
-            async with page.expect_download() as info:
-                await page.get_by_role("button", name="Download CSV").first.click()
-            await (await info.value).save_as(path)
-            break
-        except Exception as err:  # playwright's Error for a canceled download
-            if "canceled" not in str(err) or attempt == 2:
-                raise
-            await settle(page)
+    # One click, as a person gives it: the button serves its file without a rerun (on_click="ignore").
+    async with page.expect_download() as info:
+        await page.get_by_role("button", name="Download CSV").first.click()
+    await (await info.value).save_as(path)
     return {"csv": list(csv.DictReader(io.StringIO(path.read_text())))}
 
 

@@ -88,9 +88,9 @@ def feature_panel():
                         key=f"feat_chart_{spec.name}", on_select="rerun", selection_mode="points")
     c1, c2 = st.columns(2)
     c1.download_button("Download maps (CSV)", views.to_csv(table), file_name="features.csv", mime="text/csv",
-                       key="feat_csv")
+                       key="feat_csv", on_click="ignore")
     c2.download_button("Download maps (PNG)", features.mosaic_png(tiles), file_name="features.png",
-                       mime="image/png", key="feat_png",
+                       mime="image/png", key="feat_png", on_click="ignore",
                        help="Rows: each model's PCA maps, then its similarity maps (blue -1, white 0, red 1).")
     st.caption("× marks the query patch: the patch containing the same image point at every resolution. "
                "PCA colours: the first three principal components of all panels' patches of one model, each "
@@ -126,4 +126,4 @@ if stab_key:
                     key="feat_stab_chart")
     st.dataframe(rows, hide_index=True, width="stretch", key="feat_stab_table")
     st.download_button("Download stability (CSV)", views.to_csv(rows), file_name="feature_stability.csv",
-                       mime="text/csv", key="feat_stab_csv")
+                       mime="text/csv", key="feat_stab_csv", on_click="ignore")

@@ -141,9 +141,9 @@ if size != "none":
 st.dataframe(rows, hide_index=True, width="stretch", key="res_table")
 c1, c2 = st.columns(2)
 c1.download_button("Download CSV", sweep.rows_to_csv(rows), file_name="resolution_sweep.csv", mime="text/csv",
-                   key="res_csv")
+                   key="res_csv", on_click="ignore")
 c2.download_button("Download JSON", json.dumps(rows, indent=1), file_name="resolution_sweep.json",
-                   mime="application/json", key="res_json")
+                   mime="application/json", key="res_json", on_click="ignore")
 
 # ------------------------------------------------------------------ attention statistics
 st.subheader("Attention distance and entropy against resolution")
@@ -193,6 +193,6 @@ if collapse_models and st.toggle(f"Measure it here (128 px canvas, the first {li
             collapse_rows = cached.get_canvas_collapse(tuple(collapse_models), cached.get_device(), 128, limit)
         st.plotly_chart(figures.fig_canvas_collapse(collapse_rows, collapse.CONDITIONS, 128), key="res_collapse_chart")
         st.download_button("Download CSV", views.to_csv(collapse_rows), file_name="canvas_collapse.csv",
-                           mime="text/csv", key="res_collapse_csv")
+                           mime="text/csv", key="res_collapse_csv", on_click="ignore")
     except RopeVizError as err:
         st.error(str(err))

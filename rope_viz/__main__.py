@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     train_p.add_argument("--batch-size", dest="batch_size", type=int)
     train_p.add_argument("--lr", type=float)
     train_p.add_argument("--ape-init", dest="ape_init", choices=("sincos", "random"),
-                         help="start of the APE table (default: sincos; random is timm's truncated normal)")
+                         help="start of the APE table (default: the recipe's, random: timm's truncated normal)")
     train_p.add_argument("--min-scale", dest="min_scale", type=float,
                          help="scale augmentation: smallest object scale of a training view (default: the recipe's)")
     train_p.add_argument("--max-scale", dest="max_scale", type=float,

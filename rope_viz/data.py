@@ -20,6 +20,7 @@ from __future__ import annotations
 import colorsys
 import hashlib
 import io
+import math
 import multiprocessing
 import os
 import threading
@@ -119,17 +120,34 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def resize_center_crop(image: Image.Image, resolution: int) -> torch.Tensor:
-    """Resize the short side to `resolution` (bicubic, antialiased) and centre crop a square.
+RESAMPLING = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR,
+              "nearest": Image.Resampling.NEAREST, "lanczos": Image.Resampling.LANCZOS,
+              "box": Image.Resampling.BOX, "hamming": Image.Resampling.HAMMING}
 
-    This is the paper's evaluation policy (crop ratio 1.0). Shapes: -> (3, R, R) float32 in [0, 1]
+
+def resize_center_crop(image: Image.Image, resolution: int, interpolation: str = "bicubic",
+                       crop_pct: float = 1.0) -> torch.Tensor:
+    """Resize the short side to floor(resolution / crop_pct) and centre crop `resolution` square.
+
+    The same pixels as timm's eval transform (`resolve_model_data_config` + `create_transform`, centre
+    crop mode): torchvision's rounding of the long side and of the crop's corner, PIL's antialiased
+    filters. The defaults (bicubic, crop ratio 1.0) are the paper's multi-resolution evaluation policy.
+    Shapes: -> (3, R, R) float32 in [0, 1]
     """
+    if interpolation not in RESAMPLING:
+        raise ImageError(f"Unknown interpolation {interpolation!r}; valid: {', '.join(RESAMPLING)}.")
+    if not 0 < crop_pct <= 1:
+        raise ImageError(f"A crop ratio must be in (0, 1], got {crop_pct}.")
     image = to_rgb(image)
     w, h = image.size
-    scale = resolution / min(w, h)
-    new_w, new_h = max(resolution, round(w * scale)), max(resolution, round(h * scale))
-    image = image.resize((new_w, new_h), Image.Resampling.BICUBIC)
-    left, top = (new_w - resolution) // 2, (new_h - resolution) // 2
+    short = math.floor(resolution / crop_pct)
+    if w <= h:
+        new_w, new_h = short, int(short * h / w)
+    else:
+        new_w, new_h = int(short * w / h), short
+    if (new_w, new_h) != (w, h):
+        image = image.resize((new_w, new_h), RESAMPLING[interpolation])
+    left, top = int(round((new_w - resolution) / 2.0)), int(round((new_h - resolution) / 2.0))
     image = image.crop((left, top, left + resolution, top + resolution))
     arr = np.asarray(image, dtype=np.float32) / 255.0  # (R, R, 3)
     return torch.from_numpy(arr).permute(2, 0, 1).contiguous()

@@ -54,13 +54,15 @@ class LoadedModel:
         return data.normalise(images.to(self.device), self.spec.mean, self.spec.std)
 
     def preprocess(self, image, resolution: int) -> torch.Tensor:
-        """Any PIL image -> the model's normalised input: RGB, resize the short side to
-        `resolution` (bicubic), centre crop square, normalise with the model's mean/std.
+        """Any PIL image -> the model's normalised input, as timm's eval transform for this model makes it:
+        RGB, short side to floor(resolution / crop_pct) with the spec's interpolation, centre crop,
+        normalise with the spec's mean/std (all read from timm's pretrained config for hub models).
 
         Shapes: -> (1, 3, R, R) float32 on self.device
         """
         check_resolution(resolution, self.spec.patch_size)
-        pixels = data.resize_center_crop(data.to_rgb(image), resolution)  # (3, R, R) in [0, 1]
+        pixels = data.resize_center_crop(data.to_rgb(image), resolution, self.spec.interpolation,
+                                         self.spec.crop_pct)  # (3, R, R) in [0, 1]
         mean = torch.tensor(self.spec.mean).view(3, 1, 1)
         std = torch.tensor(self.spec.std).view(3, 1, 1)
         return ((pixels - mean) / std).unsqueeze(0).to(self.device)

@@ -15,10 +15,6 @@ pytestmark = pytest.mark.browser
 SESSIONS = 8
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "Known defect, not yet fixed: with 8 sessions at once on the merged app, the Resolution page's CSV download "
-    "is reported 'canceled' by the browser (three tries) in some sessions; attention and attribution numbers "
-    "matched the serial run. Issue 15 stays open until this passes."))
 def test_eight_sessions_at_once_see_the_serial_numbers(streamlit_url, tmp_path):
     started = time.perf_counter()
     reference = load.serial_reference(SESSIONS)

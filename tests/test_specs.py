@@ -7,13 +7,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import timm
 import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 from streamlit.testing.v1 import AppTest
-from timm.data import resolve_data_config
+from PIL import Image
+from timm.data import create_transform, resolve_data_config
 
 from rope_viz import ape, families, hub, models, rope
 
@@ -50,6 +52,24 @@ def test_every_hub_spec_is_timm_own_configuration():
     assert models.get_spec("eva02_tiny_patch14_336.mim_in22k_ft_in1k").mean == (0.48145466, 0.4578275, 0.40821073)
     with pytest.raises(models.ModelLoadError, match="has no classifier head .* so an accuracy sweep needs a model"):
         models.needs_classifier(dino, "an accuracy sweep")
+
+
+def test_preprocess_is_timm_eval_transform():
+    """LoadedModel.preprocess makes the same input as timm's own eval transform for the model, on a
+    non-square image, for specs that differ in interpolation, crop ratio and mean/std."""
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (203, 317, 3), dtype=np.uint8))
+    seen = set()
+    for name in hub.HUB_MODELS:
+        spec = models.get_spec(name)
+        if (spec.interpolation, spec.crop_pct, spec.mean) in seen:
+            continue
+        seen.add((spec.interpolation, spec.crop_pct, spec.mean))
+        config = resolve_data_config(pretrained_cfg=timm.models.get_pretrained_cfg(name).to_dict())
+        expected = create_transform(**config)(image)  # (3, R, R)
+        got = models.LoadedModel(module=torch.nn.Identity(), spec=spec).preprocess(image, spec.train_res)
+        assert got.shape == (1, *expected.shape), name
+        torch.testing.assert_close(got[0], expected, atol=1e-6, rtol=0, msg=name)
+    assert len(seen) >= 3  # bicubic and bilinear, crop 0.9 and 1.0, ImageNet and CLIP statistics
 
 
 def tiny_checkpoint(tmp_path, arch: str, num_classes: int = 0, **kwargs) -> Path:
