@@ -68,7 +68,8 @@ except RopeVizError as err:
     st.error(str(err))
     st.stop()
 
-st.dataframe(info, hide_index=True, width="stretch", key="attr_info")
+# A static table: one to four rows, every column drawn at once (a data grid draws only the visible columns).
+st.table(info, hide_index=True)
 for note in warnings:
     st.warning(note)
 signed = display == "signed" and method in ("ig", "occlusion")

@@ -217,30 +217,30 @@ def test_resolution_sweep_every_control(scene_cache):
 def test_attribution_every_control():
     at = run_page("pages/attribution.py")
     assert not at.error, [e.value for e in at.error]
-    assert len(at.get("plotly_chart")) == 1 and len(at.dataframe[0].value) == 2
+    assert len(at.get("plotly_chart")) == 1 and len(at.table[0].value) == 2
     for method in ("saliency", "smoothgrad", "occlusion", "gradcam", "rollout", "ig"):
         at.selectbox(key="attr_method").set_value(method).run()
         assert not at.exception and not at.error, (method, at.exception)
-    table = at.dataframe[0].value  # IG chose its steps and says how well they add up
+    table = at.table[0].value  # IG chose its steps and says how well they add up
     assert set(table["IG steps"]) <= {32, 64, 128, 256, 512}
     off = [share is None or share != share or share > 1.0 for share in table["|delta| / gap %"]]  # None/NaN: no gap
     assert len(at.warning) == sum(off)
     at.radio(key="attr_display").set_value("signed").run()
     at.slider(key="attr_opacity").set_value(0.3).run()
     at.selectbox(key="attr_steps").set_value(16).run()
-    assert set(at.dataframe[0].value["IG steps"]) == {16}
+    assert set(at.table[0].value["IG steps"]) == {16}
     at.selectbox(key="attr_target").set_value("star, dot right").run()
     assert not at.exception and not at.error
-    assert set(at.dataframe[0].value["target"]) == {"star, dot right"}
+    assert set(at.table[0].value["target"]) == {"star, dot right"}
     at.toggle(key="attr_sanity").set_value(True).run()
-    assert not at.exception and len(at.dataframe[0].value) == 4  # each model and its random copy
+    assert not at.exception and len(at.table[0].value) == 4  # each model and its random copy
     at.selectbox(key="attr_method").set_value("gradcam").run()
     at.slider(key="attr_block").set_value(0).run()
     at.number_input(key="attr_res").set_value(48).run()
     at.radio(key="attr_source").set_value("scene by seed").run()
     at.selectbox(key="attr_mode").set_value("canvas").run()
     at.selectbox(key="attr_model_b").set_value("(none)").run()
-    assert not at.exception and not at.error and len(at.dataframe[0].value) == 2
+    assert not at.exception and not at.error and len(at.table[0].value) == 2
 
 
 # Bad input of every kind (images, checkpoints, resolutions, folders, theory settings, CLI) is in
