@@ -12,6 +12,7 @@ import pytest
 import timm
 import torch
 from timm.layers import apply_rot_embed_cat
+from timm.models.gemma4_vit import apply_multidimensional_rope
 
 from rope_viz import capture, families, rope
 
@@ -25,9 +26,14 @@ FAMILY_MODELS = {
     "pe": "vit_pe_core_tiny_patch16_384",
     "dinov3": "vit_small_patch16_dinov3",
     "dinov3_qkvb": "vit_small_patch16_dinov3_qkvb",
+    "gemma4": "gemma4_vit_167m_enc",
     "ape": "deit3_small_patch16_224",
 }
+# Gemma4's encoder takes no dynamic_img_size (it patchifies any size) and its soft-token pool needs grids
+# divisible by 3, so it returns raw tokens here; head_dim is an argument of its own.
+FAMILY_KWARGS = {"gemma4": dict(head_dim=64, intermediate_size=256, global_pool="none")}
 ROPE_FAMILIES = [k for k in FAMILY_MODELS if k != "ape"]
+TIMM_ROPE_FAMILIES = [k for k in ROPE_FAMILIES if k != "gemma4"]  # a `rope` module with get_embed
 _BUILT: dict[str, torch.nn.Module] = {}
 
 
@@ -36,7 +42,7 @@ def family_model(key: str) -> torch.nn.Module:
     if key not in _BUILT:
         torch.manual_seed(0)
         module = timm.create_model(FAMILY_MODELS[key], pretrained=False, depth=2, embed_dim=128, num_heads=2,
-                                   dynamic_img_size=True).eval()  # head_dim 64 as in every original
+                                   **FAMILY_KWARGS.get(key, dict(dynamic_img_size=True))).eval()  # head_dim 64 as in every original
         with torch.no_grad():
             if hasattr(getattr(module, "rope", None), "freqs"):
                 module.rope.freqs.add_(0.3 * torch.randn_like(module.rope.freqs))
@@ -71,7 +77,7 @@ def test_ape_family_and_prefix_tokens():
     assert families.prefix_tokens(family_model("eva02")) == {"cls": 1, "registers": 0, "total": 1}
 
 
-@pytest.mark.parametrize("key", ROPE_FAMILIES)
+@pytest.mark.parametrize("key", TIMM_ROPE_FAMILIES)
 @pytest.mark.parametrize("grid", GRIDS)
 @pytest.mark.parametrize("scale", SCALES)
 def test_apply_rope_of_model_freqs_equals_timm_rotation(key, grid, scale):
@@ -87,6 +93,46 @@ def test_apply_rope_of_model_freqs_equals_timm_rotation(key, grid, scale):
         reference = apply_rot_embed_cat(x, embed[layer] if embed.ndim == 4 else embed, half=half)
         ours = rope.apply_rope(x, rope.angles(freqs[layer], pos), half=half)
         assert (ours - reference).abs().max().item() < 1e-5
+
+
+@pytest.mark.parametrize("grid", GRIDS)
+@pytest.mark.parametrize("scale", SCALES)
+def test_gemma4_rotation_equals_timm_multidimensional_rope(grid, scale):
+    module = family_model("gemma4")
+    grid = (grid[0] * scale, grid[1] * scale)
+    freqs = rope.model_freqs(module, grid)  # (L, H, D/2, 2)
+    pos = rope.model_positions(module, grid)
+    conv = families.convention(module, grid)
+    assert (conv.offset, conv.indexing, conv.pairs) == ((0.0, 0.0), "xy", "axis-half")
+    # The model's own path: position ids from its patch embedder, cos/sin from its rotary module.
+    image = torch.rand(1, 3, grid[0] * 16, grid[1] * 16)
+    _, position_ids, _ = module.patch_embed(image)  # (1, N, 2) internal (x, y)
+    cos, sin = module.rotary_emb(image, position_ids)  # (1, N, D)
+    L, H, half_dim, _ = freqs.shape
+    q = torch.randn(2, grid[0] * grid[1], H, 2 * half_dim)  # (B, N, H, D) as Gemma4Attention holds it
+    reference = apply_multidimensional_rope(q, cos, sin, ndim=2, unsqueeze_dim=2)
+    for layer in range(L):
+        ours = rope.apply_rope(q.transpose(1, 2), rope.angles(freqs[layer], pos), pairs="axis-half")
+        assert (ours.transpose(1, 2) - reference).abs().max().item() < 1e-5
+
+
+def test_gemma4_freqs_are_the_hand_derived_ladder_and_family_facts():
+    module = family_model("gemma4")
+    D, theta = 64, module.rotary_emb.rope_theta  # 100
+    f = theta ** (-torch.arange(D // 4, dtype=torch.float64) * 2 / (D // 2))  # theta^(-2i/(D/2)), i < D/4
+    zeros = torch.zeros_like(f)
+    expected = torch.cat([torch.stack([f, zeros], -1), torch.stack([zeros, f], -1)]).float()  # x block, y block
+    freqs = rope.model_freqs(module, (3, 5))
+    assert freqs.shape == (2, 2, D // 2, 2)
+    torch.testing.assert_close(freqs, expected.expand(2, 2, -1, -1), atol=1e-7, rtol=1e-6)
+    assert torch.equal(freqs, rope.model_freqs(module, (9, 4)))  # integer positions: no grid dependence
+    assert families.prefix_tokens(module) == {"cls": 0, "registers": 0, "total": 0}
+    assert families.train_grid(module) == (48, 48)  # timm's input_size 768 px / 16 px patches
+    family = families.family_of(module)
+    assert family.pos(module) == "rope_axial_ape" and family.display(module) == "Gemma4 ViT + APE"
+    classifier = timm.create_model("gemma4_vit_167m", pretrained=False, depth=1, embed_dim=64, num_heads=1,
+                                   head_dim=64, intermediate_size=64, num_classes=3)
+    assert families.family_of(classifier.encoder).key == "gemma4"
 
 
 def test_normalised_families_depend_on_the_grid_and_offsets_are_theirs():
