@@ -14,7 +14,7 @@ import torch
 from timm.layers import apply_rot_embed_cat
 from timm.models.gemma4_vit import apply_multidimensional_rope
 
-from rope_viz import capture, families, rope
+from rope_viz import capture, families, positions, rope
 
 # The smallest timm model of every family, shrunk to two blocks of two heads (head_dim and the rope
 # configuration unchanged).
@@ -218,7 +218,7 @@ def test_captured_attention_equals_timm_non_fused(key, grid):
         assert (capture.attention_map(qk, layer) - ref).abs().max().item() < 1e-5
 
 
-@pytest.mark.parametrize("key", ["naver_mixed", "dinov3", "pe"])
+@pytest.mark.parametrize("key", ["naver_mixed", "dinov3", "pe", "gemma4"])
 def test_capture_inside_override_records_the_overridden_rotation(key):
     module = family_model(key)
     grid = (3, 5)
@@ -239,3 +239,61 @@ def test_unknown_rope_module_is_one_sentence():
                                rope_mrope_section=(0, 4, 4))
     with pytest.raises(families.FamilyError, match="RotaryEmbeddingMRope is not a supported position scheme; supported: naver"):
         families.family_of(module)
+
+
+def method_maps(module, x, method, grid):
+    """timm's own non-fused attention weights under a position method, read at attn_drop."""
+    ref = copy.deepcopy(module)
+    maps = {}
+    for i, block in enumerate(ref.blocks):
+        block.attn.fused_attn = False
+        block.attn.attn_drop.register_forward_hook(lambda m, a, out, i=i: maps.__setitem__(i, out))
+    with positions.apply_method(ref, method, grid), torch.no_grad():
+        ref(x)
+    return [maps[i] for i in range(len(ref.blocks))]
+
+
+@pytest.mark.parametrize("method", list(positions.METHODS))
+def test_gemma4_capture_under_every_method_equals_non_fused(method):
+    module = family_model("gemma4")  # trained on 48 x 48 patches, run on 6 x 9
+    x = torch.rand(1, 3, 6 * 16, 9 * 16)
+    with positions.apply_method(module, method, (6, 9)):
+        qk = capture.capture_qk(module, x)
+    for layer, ref in enumerate(method_maps(module, x, method, (6, 9))):
+        assert (capture.attention_map(qk, layer) - ref).abs().max().item() < 1e-5
+    assert count_hooks(module) == 0
+    if method in ("interpolate", "log_n"):  # the method reached the model: attention moved
+        plain = capture.capture_qk(module, x)
+        assert (capture.attention_map(qk, 1) - capture.attention_map(plain, 1)).abs().max().item() > 1e-4
+
+
+def test_gemma4_override_is_per_thread_checks_the_grid_and_shares_heads():
+    module = family_model("gemma4")
+    x = torch.rand(1, 3, 64, 64)
+    plain = forward(module, x)
+    freqs = rope.model_freqs(module, (4, 4))
+    other = {}
+    with families.override_freqs(module, freqs * 2, (4, 4)):
+        worker = threading.Thread(target=lambda: other.__setitem__("out", forward(module, x)))
+        worker.start()
+        worker.join()
+        assert not torch.allclose(forward(module, x), plain, atol=1e-3)
+        with pytest.raises(families.FamilyError, match="4 x 4 grid"):
+            forward(module, torch.rand(1, 3, 48, 48))
+    assert torch.equal(other["out"], plain)
+    per_head = freqs.clone()
+    per_head[:, 1] *= 2
+    with pytest.raises(families.FamilyError, match="shares one rotation across its heads"):
+        with families.override_freqs(module, per_head, (4, 4)):
+            pass
+    assert count_hooks(module) == 0
+
+
+def test_gemma4_soft_token_encoder_needs_a_multiple_of_its_pool():
+    torch.manual_seed(0)
+    module = timm.create_model("gemma4_vit_167m_enc", pretrained=False, depth=1, embed_dim=64, num_heads=1,
+                               head_dim=64, intermediate_size=64).eval()  # global_pool 'soft', kernel 3
+    with pytest.raises(capture.CaptureError, match="multiple of 48 px; 64 x 64 px is not"):
+        capture.capture_qk(module, torch.rand(1, 3, 64, 64))
+    qk = capture.capture_qk(module, torch.rand(1, 3, 48, 96))
+    assert qk.grid == (3, 6) and qk.q.shape == (1, 1, 1, 18, 64) and qk.scale == 1.0
