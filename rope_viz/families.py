@@ -182,6 +182,7 @@ class Family:
     about: str = ""
     layout: Callable = _timm_layout  # module -> (indexing 'xy'|'ij', pairs 'interleaved'|'half'|'axis-half')
     call: RopeCall = ROPE_KWARG  # how each block's attention receives its rotation and lays out q/k
+    any_size: bool = False  # patchifies any image size itself: built without img_size / dynamic_img_size
 
     @property
     def has_rope(self) -> bool:
@@ -224,9 +225,9 @@ FAMILIES: tuple[Family, ...] = (
            lambda m: isinstance(_rope(m), RotaryEmbeddingCat) and _rope(m).ref_feat_shape is None,
            _cat_freqs, _cat_offset, "axial",
            about="fixed axial frequencies on integer patch indices (timm RotaryEmbeddingCat)"),
-    Family("gemma4", "Gemma4 ViT", _gemma4, _gemma4_freqs, _no_offset, "axial",
+    Family("gemma4", "Gemma4", _gemma4, _gemma4_freqs, _no_offset, "axial",
            about="axial RoPE on integer (x, y) patch indices, x block then y block of half-split pairs, "
-                 "plus a per-axis learned table", layout=_gemma4_layout, call=ROPE_COS_SIN),
+                 "plus a per-axis learned table", layout=_gemma4_layout, call=ROPE_COS_SIN, any_size=True),
     Family("ape", "APE only", lambda m: _rope(m) is None and hasattr(m, "pos_embed") and hasattr(m, "blocks"),
            None, None, "ape", about="a learned absolute table, no rotary embedding"),
 )

@@ -129,7 +129,7 @@ def test_gemma4_freqs_are_the_hand_derived_ladder_and_family_facts():
     assert families.prefix_tokens(module) == {"cls": 0, "registers": 0, "total": 0}
     assert families.train_grid(module) == (48, 48)  # timm's input_size 768 px / 16 px patches
     family = families.family_of(module)
-    assert family.pos(module) == "rope_axial_ape" and family.display(module) == "Gemma4 ViT + APE"
+    assert family.pos(module) == "rope_axial_ape" and family.display(module) == "Gemma4 + APE"
     classifier = timm.create_model("gemma4_vit_167m", pretrained=False, depth=1, embed_dim=64, num_heads=1,
                                    head_dim=64, intermediate_size=64, num_classes=3)
     assert families.family_of(classifier.encoder).key == "gemma4"
