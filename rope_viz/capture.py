@@ -93,10 +93,7 @@ def capture_qk(loaded_or_module, images: torch.Tensor) -> QK:
     patch = patch_size_of(module)
     if height % patch or width % patch:
         raise CaptureError(f"Image size {height} x {width} px is not a multiple of the patch size ({patch} px).")
-    pool = getattr(module, "pooling_kernel_size", 0)
-    if getattr(module, "global_pool", None) == "soft" and ((height // patch) % pool or (width // patch) % pool):
-        raise CaptureError(f"This encoder pools {pool} x {pool} patches into soft tokens, so the image size must be a "
-                           f"multiple of {pool * patch} px; {height} x {width} px is not.")
+    families.check_image_size(module, height, width)
     check_capture_memory(module, B, height, width, images.device)
     npt = int(module.num_prefix_tokens)
     call = families.family_of(module).call  # how each attention receives its rotation and lays out q/k

@@ -35,7 +35,7 @@ from rope_viz.errors import FamilyError
 from rope_viz.rope_calls import ROPE_COS_SIN, ROPE_KWARG, RopeCall, rope_embed
 
 __all__ = ["Family", "Convention", "FamilyError", "FAMILIES", "family_of", "get_family", "model_freqs",
-           "positions", "convention", "train_grid", "prefix_tokens", "rope_embed", "override_freqs",
+           "positions", "convention", "train_grid", "check_image_size", "prefix_tokens", "rope_embed", "override_freqs",
            "RopeCall"]
 
 
@@ -293,6 +293,18 @@ def convention(module: torch.nn.Module, grid: tuple[int, int] | None = None) -> 
         return Convention((0.0, 0.0), "xy", "interleaved")
     grid = tuple(grid) if grid is not None else train_grid(module)
     return Convention(family.read_offset(module, grid), *family.layout(module))
+
+
+def check_image_size(module: torch.nn.Module, height: int, width: int) -> None:
+    """Raise FamilyError (one sentence) when the model's own forward refuses this image size (in pixels):
+    Gemma4's soft-token encoder pools k x k patches, so both sides must be multiples of k patches."""
+    pool = getattr(module, "pooling_kernel_size", 0)
+    if getattr(module, "global_pool", None) != "soft" or not pool:
+        return
+    ph, pw = module.patch_embed.patch_size
+    if height % (pool * ph) or width % (pool * pw):
+        raise FamilyError(f"This encoder pools {pool} x {pool} patches into soft tokens, so the image size must be a "
+                          f"multiple of {pool * ph} px; {height} x {width} px is not.")
 
 
 def prefix_tokens(module: torch.nn.Module) -> dict[str, int]:

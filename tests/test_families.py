@@ -14,7 +14,7 @@ import torch
 from timm.layers import apply_rot_embed_cat
 from timm.models.gemma4_vit import apply_multidimensional_rope
 
-from rope_viz import capture, families, positions, rope
+from rope_viz import capture, families, features, positions, rope
 
 # The smallest timm model of every family, shrunk to two blocks of two heads (head_dim and the rope
 # configuration unchanged).
@@ -293,7 +293,10 @@ def test_gemma4_soft_token_encoder_needs_a_multiple_of_its_pool():
     torch.manual_seed(0)
     module = timm.create_model("gemma4_vit_167m_enc", pretrained=False, depth=1, embed_dim=64, num_heads=1,
                                head_dim=64, intermediate_size=64).eval()  # global_pool 'soft', kernel 3
-    with pytest.raises(capture.CaptureError, match="multiple of 48 px; 64 x 64 px is not"):
+    with pytest.raises(families.FamilyError, match="multiple of 48 px; 64 x 64 px is not"):
         capture.capture_qk(module, torch.rand(1, 3, 64, 64))
+    with pytest.raises(families.FamilyError, match="multiple of 48 px; 48 x 64 px is not"):
+        features.compute_patch_features(module, torch.rand(1, 3, 48, 64))
     qk = capture.capture_qk(module, torch.rand(1, 3, 48, 96))
     assert qk.grid == (3, 6) and qk.q.shape == (1, 1, 1, 18, 64) and qk.scale == 1.0
+    assert features.compute_patch_features(module, torch.rand(1, 3, 48, 96)).shape == (1, 3, 6, 64)
