@@ -246,6 +246,12 @@ def family_of(module: torch.nn.Module) -> Family:
     for family in FAMILIES:
         if family.matches(module):
             return family
+    inner = getattr(module, "encoder", None)
+    if isinstance(inner, torch.nn.Module) and hasattr(inner, "blocks"):  # e.g. Gemma4VitClassifier
+        inner_family = next((f for f in FAMILIES if f.matches(inner)), None)
+        if inner_family is not None:
+            raise FamilyError(f"{type(module).__name__} wraps its {inner_family.label} encoder ({type(inner).__name__}) "
+                              "and this tool reads models whose blocks are at the top; use the encoder's architecture.")
     rope = _rope(module)
     found = type(rope).__name__ if rope is not None else type(module).__name__
     raise FamilyError(f"{found} is not a supported position scheme; supported: "

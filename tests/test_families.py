@@ -133,6 +133,8 @@ def test_gemma4_freqs_are_the_hand_derived_ladder_and_family_facts():
     classifier = timm.create_model("gemma4_vit_167m", pretrained=False, depth=1, embed_dim=64, num_heads=1,
                                    head_dim=64, intermediate_size=64, num_classes=3)
     assert families.family_of(classifier.encoder).key == "gemma4"
+    with pytest.raises(families.FamilyError, match="Gemma4VitClassifier wraps its Gemma4 encoder .Gemma4VitEncoder."):
+        families.family_of(classifier)  # not unwrapped: every page reads blocks at the top level
 
 
 def test_normalised_families_depend_on_the_grid_and_offsets_are_theirs():
