@@ -35,8 +35,8 @@ from rope_viz.errors import FamilyError
 from rope_viz.rope_calls import ROPE_COS_SIN, ROPE_KWARG, RopeCall, rope_embed
 
 __all__ = ["Family", "Convention", "FamilyError", "FAMILIES", "family_of", "get_family", "model_freqs",
-           "positions", "convention", "train_grid", "check_image_size", "prefix_tokens", "rope_embed", "override_freqs",
-           "RopeCall"]
+           "positions", "convention", "train_grid", "check_image_size", "prefix_tokens", "rope_embed",
+           "override_freqs", "RopeCall"]
 
 
 @dataclass(frozen=True)
@@ -160,7 +160,8 @@ def _has_ape(module) -> bool:
 
 
 def _gemma4(module) -> bool:
-    return isinstance(getattr(module, "rotary_emb", None), Gemma4RotaryEmbedding2D) and isinstance(_attn(module), Gemma4Attention)
+    return (isinstance(getattr(module, "rotary_emb", None), Gemma4RotaryEmbedding2D)
+            and isinstance(_attn(module), Gemma4Attention))
 
 
 def _ref_cat(module) -> bool:
@@ -250,8 +251,9 @@ def family_of(module: torch.nn.Module) -> Family:
     if isinstance(inner, torch.nn.Module) and hasattr(inner, "blocks"):  # e.g. Gemma4VitClassifier
         inner_family = next((f for f in FAMILIES if f.matches(inner)), None)
         if inner_family is not None:
-            raise FamilyError(f"{type(module).__name__} wraps its {inner_family.label} encoder ({type(inner).__name__}) "
-                              "and this tool reads models whose blocks are at the top; use the encoder's architecture.")
+            raise FamilyError(f"{type(module).__name__} wraps its {inner_family.label} encoder "
+                              f"({type(inner).__name__}) and this tool reads models whose blocks are at the top; "
+                              "use the encoder's architecture.")
     rope = _rope(module)
     found = type(rope).__name__ if rope is not None else type(module).__name__
     raise FamilyError(f"{found} is not a supported position scheme; supported: "
@@ -333,8 +335,8 @@ def override_freqs(module: torch.nn.Module, freqs: torch.Tensor, grid: tuple[int
 
     A forward pre-hook (with_kwargs, prepended so a capture entered later or earlier sees the result)
     on each block's attention replaces its rotation argument (`rope`; Gemma4's rope_cos/rope_sin); other
-    threads' forwards are untouched and
-    the hooks are removed in `finally`. A forward by the calling thread at another grid raises.
+    threads' forwards are untouched and the hooks are removed in `finally`. A forward by the calling
+    thread at another grid raises. Gemma4 shares one rotation across heads: per-head freqs raise.
     Shapes: freqs (L, H, D/2, 2) float32 rad/patch for the patch grid (gh, gw)
     """
     family = family_of(module)

@@ -41,8 +41,9 @@ def family_model(key: str) -> torch.nn.Module:
     """A random-weight, two-block model of the family, with learned-looking mixed freqs and biases."""
     if key not in _BUILT:
         torch.manual_seed(0)
+        kwargs = FAMILY_KWARGS.get(key, dict(dynamic_img_size=True))
         module = timm.create_model(FAMILY_MODELS[key], pretrained=False, depth=2, embed_dim=128, num_heads=2,
-                                   **FAMILY_KWARGS.get(key, dict(dynamic_img_size=True))).eval()  # head_dim 64 as in every original
+                                   **kwargs).eval()  # head_dim 64 as in every original
         with torch.no_grad():
             if hasattr(getattr(module, "rope", None), "freqs"):
                 module.rope.freqs.add_(0.3 * torch.randn_like(module.rope.freqs))
