@@ -14,9 +14,8 @@ import threading
 from dataclasses import dataclass
 
 import torch
-from timm.layers import apply_rot_embed_cat
 
-from rope_viz import memory, rope
+from rope_viz import families, memory, rope
 from rope_viz.errors import RopeVizError
 from rope_viz.locking import model_lock
 ROW_CHUNK = 1024  # query rows per matmul when a full map is needed: bounds the (B, H, chunk, N) buffer
@@ -83,10 +82,10 @@ def check_capture_memory(module: torch.nn.Module, batch: int, height: int, width
 def capture_qk(loaded_or_module, images: torch.Tensor) -> QK:
     """Run one forward and keep every layer's post-RoPE q and k (prefix tokens unrotated, as in timm).
 
-    Works for every family in rope_viz.families (naver, EVA-02, SBB, PE, DINOv3, APE-only): prefix
-    tokens (CLS and registers) stay unrotated and patches are rotated with the `rope` argument the
-    attention actually receives, in its own pair layout, so a capture inside families.override_freqs
-    records the overridden rotation.
+    Works for every family in rope_viz.families (naver, EVA-02, SBB, PE, DINOv3, Gemma4, APE-only):
+    prefix tokens (CLS and registers) stay unrotated and patches are rotated with the rotation argument
+    the attention actually receives (`rope`, or Gemma4's rope_cos/rope_sin), in its own pair layout, so
+    a capture inside families.override_freqs records the overridden rotation.
     Shapes: images (B, 3, H, W) already normalised -> QK with q, k (B, L, H, N, D)
     """
     module = _unwrap(loaded_or_module)
@@ -94,28 +93,25 @@ def capture_qk(loaded_or_module, images: torch.Tensor) -> QK:
     patch = patch_size_of(module)
     if height % patch or width % patch:
         raise CaptureError(f"Image size {height} x {width} px is not a multiple of the patch size ({patch} px).")
+    families.check_image_size(module, height, width)
     check_capture_memory(module, B, height, width, images.device)
     npt = int(module.num_prefix_tokens)
+    call = families.family_of(module).call  # how each attention receives its rotation and lays out q/k
     owner = threading.get_ident()
     rope_of, qs, ks = {}, {}, {}
 
     def keep_rope(index):
         def hook(attn, args, kwargs):
             if threading.get_ident() == owner:
-                rope_of[index] = kwargs.get("rope", args[1] if len(args) > 1 else None)
+                rope_of[index] = call.read(args, kwargs)
         return hook
 
     def keep(store, index):
         def hook(norm, args, output):
             if threading.get_ident() != owner:
                 return  # another session's forward through the shared model
-            x = output.detach()
-            emb = rope_of.get(index)
-            if emb is not None:  # rotate patch tokens exactly as timm's EvaAttention / AttentionRope do
-                attn = module.blocks[index].attn
-                half, n = getattr(attn, "rotate_half", False), attn.num_prefix_tokens
-                x = torch.cat([x[:, :, :n], apply_rot_embed_cat(x[:, :, n:], emb, half=half)], dim=2)
-            store[index] = x.float()
+            # rotate exactly as the model's attention does: (B, H, N, D), prefix tokens unrotated
+            store[index] = call.rotate(module.blocks[index].attn, output.detach(), rope_of.get(index)).float()
         return hook
 
     with model_lock(module):
@@ -138,7 +134,7 @@ def capture_qk(loaded_or_module, images: torch.Tensor) -> QK:
         raise CaptureError(f"Captured {len(qs)} of {depth} layers; the model's attention does not call q_norm/k_norm.")
     q = torch.stack([qs[i] for i in range(depth)], dim=1)  # (B, L, H, N, D)
     k = torch.stack([ks[i] for i in range(depth)], dim=1)
-    scale = float(getattr(module.blocks[0].attn, "scale", q.shape[-1] ** -0.5))
+    scale = call.scale(module.blocks[0].attn, q.shape[-1])
     return QK(q=q, k=k, grid=(height // patch, width // patch), num_prefix_tokens=npt, scale=scale,
               logits=logits.float())
 

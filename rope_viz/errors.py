@@ -18,6 +18,10 @@ class InputError(RopeVizError):
     """A setting the user chose (a resolution, a size, a choice from a list) that cannot be used."""
 
 
+class FamilyError(RopeVizError):
+    """A model whose positional scheme this tool cannot read; one sentence for the UI (see families.py)."""
+
+
 def check_options(given, valid, where: str) -> None:
     """Raise TypeError naming the valid options when `given` holds a name that is not one of them.
 

@@ -12,6 +12,8 @@ rotates its pair j by w_j . p. Grid-normalised families have grid-dependent w_j:
 - EVA-02, SBB, Perception Encoder scale integer indices by ref_feat_shape / grid: w = band * ref / g;
 - DINOv3 maps patch centres to [-1, 1]: coordinate 2 (i + 0.5 + o) / g - 1, so w = 4 pi / (period g)
   and the offset is 0.5 + o - g / 2 (per axis, grid-dependent).
+- Gemma4's ViT rotates integer (x, y) patch indices; its head is an x block then a y block, each
+  with half-split pairs ('axis-half'), and its attention takes (rope_cos, rope_sin) positionally.
 Adding a family is one FAMILIES entry plus its parity test (tests/test_families.py).
 """
 from __future__ import annotations
@@ -26,23 +28,22 @@ import torch
 from timm.layers.attention import AttentionRope
 from timm.layers.pos_embed_sincos import RotaryEmbeddingCat, RotaryEmbeddingDinoV3, RotaryEmbeddingMixed
 from timm.models.eva import EvaAttention
+from timm.models.gemma4_vit import Gemma4Attention, Gemma4RotaryEmbedding2D
 
 from rope_viz import rope_math
-from rope_viz.errors import RopeVizError
+from rope_viz.errors import FamilyError
+from rope_viz.rope_calls import ROPE_COS_SIN, ROPE_KWARG, RopeCall, rope_embed
 
 __all__ = ["Family", "Convention", "FamilyError", "FAMILIES", "family_of", "get_family", "model_freqs",
-           "positions", "convention", "train_grid", "prefix_tokens", "rope_embed", "override_freqs"]
-
-
-class FamilyError(RopeVizError):
-    """A model whose positional scheme this tool cannot read; one sentence for the UI."""
+           "positions", "convention", "train_grid", "check_image_size", "prefix_tokens", "rope_embed",
+           "override_freqs", "RopeCall"]
 
 
 @dataclass(frozen=True)
 class Convention:
     """How a family places patches. offset: (x, y) of patch (0, 0) in patch units; indexing: 'xy' when
-    the first block of pairs follows x, 'ij' when it follows y (rows); pairs: 'interleaved' (2j, 2j+1)
-    or 'half' (j, j + D/2)."""
+    the first block of pairs follows x, 'ij' when it follows y (rows); pairs: 'interleaved' (2j, 2j+1),
+    'half' (j, j + D/2) or 'axis-half' (two blocks of D/2 channels, pairs (j, j + D/4) within each)."""
 
     offset: tuple[float, float]
     indexing: str
@@ -119,6 +120,20 @@ def _dinov3_offset(module, grid) -> tuple[float, float]:
     return 0.5 + o - d_w / 2, 0.5 + o - d_h / 2
 
 
+def _gemma4_freqs(module, grid) -> torch.Tensor:
+    inv_freq = module.rotary_emb.inv_freq.detach().double().cpu()  # (D/4,) rad per index, theta^(-2i/(D/2))
+    return _expand(module, _axis_pairs(inv_freq, inv_freq, "xy"))  # x block first: position_ids are (x, y)
+
+
+def _timm_layout(module) -> tuple[str, str]:
+    half = bool(getattr(_attn(module), "rotate_half", False))
+    return module.rope.grid_indexing, "half" if half else "interleaved"
+
+
+def _gemma4_layout(module) -> tuple[str, str]:
+    return "xy", "axis-half"
+
+
 # ---------------------------------------------------------------- matchers (module structure only)
 
 def _rope(module):
@@ -138,6 +153,17 @@ def _num_registers(module) -> int:
     return 0 if reg is None else int(reg.shape[1])
 
 
+def _has_ape(module) -> bool:
+    """A learned absolute table: timm's pos_embed, or Gemma4's per-axis table indexed by patch coordinates."""
+    return (getattr(module, "pos_embed", None) is not None
+            or getattr(getattr(module, "patch_embed", None), "position_embedding_table", None) is not None)
+
+
+def _gemma4(module) -> bool:
+    return (isinstance(getattr(module, "rotary_emb", None), Gemma4RotaryEmbedding2D)
+            and isinstance(_attn(module), Gemma4Attention))
+
+
 def _ref_cat(module) -> bool:
     rope = _rope(module)
     return isinstance(rope, RotaryEmbeddingCat) and rope.ref_feat_shape is not None
@@ -155,6 +181,9 @@ class Family:
     kind: str  # "axial" (each pair on one axis, fixed) | "mixed" (learned 2D per layer and head) | "ape"
     grid_dependent: bool = False  # rad/patch depends on the grid (normalised positions)
     about: str = ""
+    layout: Callable = _timm_layout  # module -> (indexing 'xy'|'ij', pairs 'interleaved'|'half'|'axis-half')
+    call: RopeCall = ROPE_KWARG  # how each block's attention receives its rotation and lays out q/k
+    any_size: bool = False  # patchifies any image size itself: built without img_size / dynamic_img_size
 
     @property
     def has_rope(self) -> bool:
@@ -166,14 +195,14 @@ class Family:
 
     def display(self, module) -> str:
         """The label, plus ' + APE' where the model also adds an absolute table to RoPE."""
-        ape = self.has_rope and getattr(module, "pos_embed", None) is not None
+        ape = self.has_rope and _has_ape(module)
         return self.label + (" + APE" if ape else "")
 
     def pos(self, module) -> str:
         """ModelSpec.pos: 'ape', or the frequency kind ('rope_axial' | 'rope_mixed') plus '_ape' with a table."""
         if not self.has_rope:
             return "ape"
-        return f"rope_{self.kind}" + ("_ape" if getattr(module, "pos_embed", None) is not None else "")
+        return f"rope_{self.kind}" + ("_ape" if _has_ape(module) else "")
 
 
 FAMILIES: tuple[Family, ...] = (
@@ -197,6 +226,9 @@ FAMILIES: tuple[Family, ...] = (
            lambda m: isinstance(_rope(m), RotaryEmbeddingCat) and _rope(m).ref_feat_shape is None,
            _cat_freqs, _cat_offset, "axial",
            about="fixed axial frequencies on integer patch indices (timm RotaryEmbeddingCat)"),
+    Family("gemma4", "Gemma4", _gemma4, _gemma4_freqs, _no_offset, "axial",
+           about="axial RoPE on integer (x, y) patch indices, x block then y block of half-split pairs, "
+                 "plus a per-axis learned table", layout=_gemma4_layout, call=ROPE_COS_SIN, any_size=True),
     Family("ape", "APE only", lambda m: _rope(m) is None and hasattr(m, "pos_embed") and hasattr(m, "blocks"),
            None, None, "ape", about="a learned absolute table, no rotary embedding"),
 )
@@ -215,6 +247,13 @@ def family_of(module: torch.nn.Module) -> Family:
     for family in FAMILIES:
         if family.matches(module):
             return family
+    inner = getattr(module, "encoder", None)
+    if isinstance(inner, torch.nn.Module) and hasattr(inner, "blocks"):  # e.g. Gemma4VitClassifier
+        inner_family = next((f for f in FAMILIES if f.matches(inner)), None)
+        if inner_family is not None:
+            raise FamilyError(f"{type(module).__name__} wraps its {inner_family.label} encoder "
+                              f"({type(inner).__name__}) and this tool reads models whose blocks are at the top; "
+                              "use the encoder's architecture.")
     rope = _rope(module)
     found = type(rope).__name__ if rope is not None else type(module).__name__
     raise FamilyError(f"{found} is not a supported position scheme; supported: "
@@ -225,7 +264,12 @@ def family_of(module: torch.nn.Module) -> Family:
 
 def train_grid(module: torch.nn.Module) -> tuple[int, int]:
     """The patch grid the model was built for (its img_size / patch size): (gh, gw)."""
-    gh, gw = module.patch_embed.grid_size
+    grid = getattr(module.patch_embed, "grid_size", None)
+    if grid is None:  # NaFlex-style embedders (Gemma4) keep no image size: timm's pretrained input size
+        _, height, width = module.pretrained_cfg["input_size"]
+        ph, pw = module.patch_embed.patch_size
+        return height // ph, width // pw
+    gh, gw = grid
     return int(gh), int(gw)
 
 
@@ -256,8 +300,19 @@ def convention(module: torch.nn.Module, grid: tuple[int, int] | None = None) -> 
     if not family.has_rope:
         return Convention((0.0, 0.0), "xy", "interleaved")
     grid = tuple(grid) if grid is not None else train_grid(module)
-    half = bool(getattr(_attn(module), "rotate_half", False))
-    return Convention(family.read_offset(module, grid), module.rope.grid_indexing, "half" if half else "interleaved")
+    return Convention(family.read_offset(module, grid), *family.layout(module))
+
+
+def check_image_size(module: torch.nn.Module, height: int, width: int) -> None:
+    """Raise FamilyError (one sentence) when the model's own forward refuses this image size (in pixels):
+    Gemma4's soft-token encoder pools k x k patches, so both sides must be multiples of k patches."""
+    pool = getattr(module, "pooling_kernel_size", 0)
+    if getattr(module, "global_pool", None) != "soft" or not pool:
+        return
+    ph, pw = module.patch_embed.patch_size
+    if height % (pool * ph) or width % (pool * pw):
+        raise FamilyError(f"This encoder pools {pool} x {pool} patches into soft tokens, so the image size must be a "
+                          f"multiple of {pool * ph} px; {height} x {width} px is not.")
 
 
 def prefix_tokens(module: torch.nn.Module) -> dict[str, int]:
@@ -266,21 +321,11 @@ def prefix_tokens(module: torch.nn.Module) -> dict[str, int]:
             "total": int(getattr(module, "num_prefix_tokens", 0))}
 
 
-def rope_embed(freqs_layer: torch.Tensor, pos: torch.Tensor, half: bool) -> torch.Tensor:
-    """timm's rope argument, cat(sin, cos) in the attention's pair layout, from freqs and positions.
-
-    Shapes: freqs_layer (H, D/2, 2), pos (N, 2) -> (H, N, 2D)
-    """
-    angles = rope_math.angles(freqs_layer, pos)  # (H, N, D/2)
-    sin, cos = angles.sin(), angles.cos()
-    if half:
-        sin, cos = torch.cat([sin, sin], -1), torch.cat([cos, cos], -1)  # (j, j + D/2) pairs
-    else:
-        sin, cos = sin.repeat_interleave(2, -1), cos.repeat_interleave(2, -1)  # (2j, 2j+1) pairs
-    return torch.cat([sin, cos], dim=-1)
-
-
 # ---------------------------------------------------------------- inference-time positions
+
+def _to(rope, device):
+    return tuple(t.to(device) for t in rope) if isinstance(rope, tuple) else rope.to(device)
+
 
 @contextmanager
 def override_freqs(module: torch.nn.Module, freqs: torch.Tensor, grid: tuple[int, int]):
@@ -289,8 +334,9 @@ def override_freqs(module: torch.nn.Module, freqs: torch.Tensor, grid: tuple[int
     instead of the model's own rope.
 
     A forward pre-hook (with_kwargs, prepended so a capture entered later or earlier sees the result)
-    on each block's attention replaces its `rope` argument; other threads' forwards are untouched and
-    the hooks are removed in `finally`. A forward by the calling thread at another grid raises.
+    on each block's attention replaces its rotation argument (`rope`; Gemma4's rope_cos/rope_sin); other
+    threads' forwards are untouched and the hooks are removed in `finally`. A forward by the calling
+    thread at another grid raises. Gemma4 shares one rotation across heads: per-head freqs raise.
     Shapes: freqs (L, H, D/2, 2) float32 rad/patch for the patch grid (gh, gw)
     """
     family = family_of(module)
@@ -302,18 +348,18 @@ def override_freqs(module: torch.nn.Module, freqs: torch.Tensor, grid: tuple[int
     gh, gw = grid
     device = next(module.parameters()).device
     pos = positions(module, grid)
-    half = convention(module, grid).pairs == "half"
-    embeds = [rope_embed(freqs[i].float(), pos, half).to(device) for i in range(depth)]  # (H, N, 2D) each
+    pairs, call, prefix = convention(module, grid).pairs, family.call, prefix_tokens(module)["total"]
+    embeds = [_to(call.build(freqs[i].float(), pos, pairs), device) for i in range(depth)]  # fp32, as timm builds it
     owner = threading.get_ident()
 
     def replace(index):
         def hook(attn, args, kwargs):
             if threading.get_ident() != owner:
                 return None  # another session's forward through the shared model
-            tokens = args[0].shape[1] - attn.num_prefix_tokens
+            tokens = args[0].shape[1] - prefix
             if tokens != gh * gw:
                 raise FamilyError(f"override_freqs was set for a {gh} x {gw} grid but the forward has {tokens} patches.")
-            return args, {**kwargs, "rope": embeds[index]}  # fp32, as timm builds it
+            return call.replace(args, kwargs, embeds[index])
         return hook
 
     handles = []

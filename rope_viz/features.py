@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from rope_viz import data, models
+from rope_viz import data, families, models
 from rope_viz.errors import RopeVizError
 
 
@@ -40,6 +40,7 @@ def compute_patch_features(loaded_or_module, images: torch.Tensor) -> torch.Tens
     patch = int(patch[0] if isinstance(patch, (tuple, list)) else patch)
     if height % patch or width % patch:
         raise FeatureError(f"Image size {height} x {width} px is not a multiple of the patch size ({patch} px).")
+    families.check_image_size(module, height, width)
     gh, gw = height // patch, width // patch
     with torch.inference_mode():
         tokens = module.forward_features(images)  # (B, N, C), N = prefix + gh * gw

@@ -47,6 +47,7 @@ FAMILY_MODELS = (
     "vit_base_patch16_dinov3.lvd1689m",
     "vit_small_patch16_224.augreg_in21k_ft_in1k",
     "vit_base_patch16_224.augreg2_in21k_ft_in1k",
+    "gemma4_vit_167m_enc.gemma4_e4b_it",
 )
 HUB_MODELS = PAPER_MODELS + FAMILY_MODELS
 

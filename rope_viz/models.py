@@ -19,7 +19,7 @@ import torch
 from timm.data import resolve_model_data_config
 from timm.models.eva import Eva
 
-from rope_viz import ape, data
+from rope_viz import ape, data, families
 from rope_viz.checkpoints import convert_checkpoint, fit_state, load_state_into, read_state_dict, unwrap
 from rope_viz.errors import InputError
 from rope_viz.hub import (HUB_MODELS, HUB_OFFLINE_HELP, class_names_for, hub_cached_file, hub_repo_id, hub_spec,
@@ -243,9 +243,9 @@ def build_module(spec: ModelSpec) -> torch.nn.Module:
     if spec.source == "bundled":
         return build_eva(spec.card["architecture"])
     head = spec.num_classes if spec.head_size is None else spec.head_size
-    kwargs = {"img_size": spec.train_res, **dict(spec.build_kwargs)}
-    return timm.create_model(spec.arch.split(".")[0], pretrained=False, num_classes=head, dynamic_img_size=True,
-                             **kwargs)
+    sized = {} if families.get_family(spec.family).any_size else {"img_size": spec.train_res, "dynamic_img_size": True}
+    return timm.create_model(spec.arch.split(".")[0], pretrained=False, num_classes=head,
+                             **{**sized, **dict(spec.build_kwargs)})
 
 
 def load_model(name: str | ModelSpec, device: str = "cpu") -> LoadedModel:

@@ -105,16 +105,28 @@ def angles(freqs: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     return px * fx + py * fy
 
 
-def apply_rope(x: torch.Tensor, angles: torch.Tensor, half: bool = False) -> torch.Tensor:
+PAIR_LAYOUTS = ("interleaved", "half", "axis-half")
+
+
+def apply_rope(x: torch.Tensor, angles: torch.Tensor, half: bool = False, pairs: str | None = None) -> torch.Tensor:
     """Rotate feature pair j of x by angles[..., j]; result in x's dtype.
 
-    Pair j is features (2j, 2j+1) (interleaved, naver/EVA) or, with half=True, features (j, j + D/2)
-    (timm's rotate_half layout, DINOv3). Either way the same angle rotates the same pair.
+    Pair j is features (2j, 2j+1) (pairs='interleaved', naver/EVA), (j, j + D/2) (half=True or
+    pairs='half': timm's rotate_half layout, DINOv3), or for 'axis-half' (Gemma4) the half layout
+    within each of two blocks of D/2 features: pair j < D/4 is (j, j + D/4), pair D/4 + i is
+    (D/2 + i, 3D/4 + i). Either way the same angle rotates the same pair.
     Shapes: x (..., N, D), angles broadcastable to (..., N, D/2) -> (..., N, D)
     """
     D = x.shape[-1]
+    pairs = pairs or ("half" if half else "interleaved")
+    if pairs not in PAIR_LAYOUTS:
+        raise ValueError(f"Unknown pair layout {pairs!r}; valid: {', '.join(PAIR_LAYOUTS)}.")
     if D % 2 or angles.shape[-1] != D // 2:
         raise ValueError(f"x has {D} features but angles has {angles.shape[-1]} pairs; need D/2 pairs.")
+    if pairs == "axis-half":  # two blocks (x, then y), each rotated in the half layout
+        blocks = apply_rope(x.unflatten(-1, (2, D // 2)), angles.unflatten(-1, (2, D // 4)), half=True)
+        return blocks.flatten(-2)
+    half = pairs == "half"
     cos, sin = torch.cos(angles), torch.sin(angles)
     if half:
         even, odd = x[..., : D // 2], x[..., D // 2:]  # (..., N, D/2) each

@@ -83,13 +83,13 @@ def describe_module(module: torch.nn.Module) -> dict:
     family = families.family_of(module)
     tokens = families.prefix_tokens(module)
     patch = module.patch_embed.patch_size
-    img_size = module.patch_embed.img_size
+    _, grid_w = families.train_grid(module)
     has_ape = getattr(module, "pos_embed", None) is not None
     default_ape = "paper" if family.key in PAPER_APE_FAMILIES else "timm"
     return dict(family=family.key, family_label=family.display(module), pos=family.pos(module),
                 num_prefix_tokens=tokens["total"], num_registers=tokens["registers"],
                 patch_size=int(patch[0] if isinstance(patch, (tuple, list)) else patch),
-                train_res=int(img_size[-1] if isinstance(img_size, (tuple, list)) else img_size),
+                train_res=int(grid_w * (patch[-1] if isinstance(patch, (tuple, list)) else patch)),
                 ape_resample=default_ape if has_ape else "", embed_dim=int(module.embed_dim),
                 depth=len(module.blocks), num_heads=int(module.blocks[0].attn.num_heads))
 

@@ -12,8 +12,9 @@ import pytest
 import timm
 import torch
 from timm.layers import apply_rot_embed_cat
+from timm.models.gemma4_vit import apply_multidimensional_rope
 
-from rope_viz import capture, families, rope
+from rope_viz import capture, families, features, positions, rope
 
 # The smallest timm model of every family, shrunk to two blocks of two heads (head_dim and the rope
 # configuration unchanged).
@@ -25,9 +26,14 @@ FAMILY_MODELS = {
     "pe": "vit_pe_core_tiny_patch16_384",
     "dinov3": "vit_small_patch16_dinov3",
     "dinov3_qkvb": "vit_small_patch16_dinov3_qkvb",
+    "gemma4": "gemma4_vit_167m_enc",
     "ape": "deit3_small_patch16_224",
 }
+# Gemma4's encoder takes no dynamic_img_size (it patchifies any size) and its soft-token pool needs grids
+# divisible by 3, so it returns raw tokens here; head_dim is an argument of its own.
+FAMILY_KWARGS = {"gemma4": dict(head_dim=64, intermediate_size=256, global_pool="none")}
 ROPE_FAMILIES = [k for k in FAMILY_MODELS if k != "ape"]
+TIMM_ROPE_FAMILIES = [k for k in ROPE_FAMILIES if k != "gemma4"]  # a `rope` module with get_embed
 _BUILT: dict[str, torch.nn.Module] = {}
 
 
@@ -35,8 +41,9 @@ def family_model(key: str) -> torch.nn.Module:
     """A random-weight, two-block model of the family, with learned-looking mixed freqs and biases."""
     if key not in _BUILT:
         torch.manual_seed(0)
+        kwargs = FAMILY_KWARGS.get(key, dict(dynamic_img_size=True))
         module = timm.create_model(FAMILY_MODELS[key], pretrained=False, depth=2, embed_dim=128, num_heads=2,
-                                   dynamic_img_size=True).eval()  # head_dim 64 as in every original
+                                   **kwargs).eval()  # head_dim 64 as in every original
         with torch.no_grad():
             if hasattr(getattr(module, "rope", None), "freqs"):
                 module.rope.freqs.add_(0.3 * torch.randn_like(module.rope.freqs))
@@ -71,7 +78,7 @@ def test_ape_family_and_prefix_tokens():
     assert families.prefix_tokens(family_model("eva02")) == {"cls": 1, "registers": 0, "total": 1}
 
 
-@pytest.mark.parametrize("key", ROPE_FAMILIES)
+@pytest.mark.parametrize("key", TIMM_ROPE_FAMILIES)
 @pytest.mark.parametrize("grid", GRIDS)
 @pytest.mark.parametrize("scale", SCALES)
 def test_apply_rope_of_model_freqs_equals_timm_rotation(key, grid, scale):
@@ -87,6 +94,48 @@ def test_apply_rope_of_model_freqs_equals_timm_rotation(key, grid, scale):
         reference = apply_rot_embed_cat(x, embed[layer] if embed.ndim == 4 else embed, half=half)
         ours = rope.apply_rope(x, rope.angles(freqs[layer], pos), half=half)
         assert (ours - reference).abs().max().item() < 1e-5
+
+
+@pytest.mark.parametrize("grid", GRIDS)
+@pytest.mark.parametrize("scale", SCALES)
+def test_gemma4_rotation_equals_timm_multidimensional_rope(grid, scale):
+    module = family_model("gemma4")
+    grid = (grid[0] * scale, grid[1] * scale)
+    freqs = rope.model_freqs(module, grid)  # (L, H, D/2, 2)
+    pos = rope.model_positions(module, grid)
+    conv = families.convention(module, grid)
+    assert (conv.offset, conv.indexing, conv.pairs) == ((0.0, 0.0), "xy", "axis-half")
+    # The model's own path: position ids from its patch embedder, cos/sin from its rotary module.
+    image = torch.rand(1, 3, grid[0] * 16, grid[1] * 16)
+    _, position_ids, _ = module.patch_embed(image)  # (1, N, 2) internal (x, y)
+    cos, sin = module.rotary_emb(image, position_ids)  # (1, N, D)
+    L, H, half_dim, _ = freqs.shape
+    q = torch.randn(2, grid[0] * grid[1], H, 2 * half_dim)  # (B, N, H, D) as Gemma4Attention holds it
+    reference = apply_multidimensional_rope(q, cos, sin, ndim=2, unsqueeze_dim=2)
+    for layer in range(L):
+        ours = rope.apply_rope(q.transpose(1, 2), rope.angles(freqs[layer], pos), pairs="axis-half")
+        assert (ours.transpose(1, 2) - reference).abs().max().item() < 1e-5
+
+
+def test_gemma4_freqs_are_the_hand_derived_ladder_and_family_facts():
+    module = family_model("gemma4")
+    D, theta = 64, module.rotary_emb.rope_theta  # 100
+    f = theta ** (-torch.arange(D // 4, dtype=torch.float64) * 2 / (D // 2))  # theta^(-2i/(D/2)), i < D/4
+    zeros = torch.zeros_like(f)
+    expected = torch.cat([torch.stack([f, zeros], -1), torch.stack([zeros, f], -1)]).float()  # x block, y block
+    freqs = rope.model_freqs(module, (3, 5))
+    assert freqs.shape == (2, 2, D // 2, 2)
+    torch.testing.assert_close(freqs, expected.expand(2, 2, -1, -1), atol=1e-7, rtol=1e-6)
+    assert torch.equal(freqs, rope.model_freqs(module, (9, 4)))  # integer positions: no grid dependence
+    assert families.prefix_tokens(module) == {"cls": 0, "registers": 0, "total": 0}
+    assert families.train_grid(module) == (48, 48)  # timm's input_size 768 px / 16 px patches
+    family = families.family_of(module)
+    assert family.pos(module) == "rope_axial_ape" and family.display(module) == "Gemma4 + APE"
+    classifier = timm.create_model("gemma4_vit_167m", pretrained=False, depth=1, embed_dim=64, num_heads=1,
+                                   head_dim=64, intermediate_size=64, num_classes=3)
+    assert families.family_of(classifier.encoder).key == "gemma4"
+    with pytest.raises(families.FamilyError, match="Gemma4VitClassifier wraps its Gemma4 encoder .Gemma4VitEncoder."):
+        families.family_of(classifier)  # not unwrapped: every page reads blocks at the top level
 
 
 def test_normalised_families_depend_on_the_grid_and_offsets_are_theirs():
@@ -172,7 +221,7 @@ def test_captured_attention_equals_timm_non_fused(key, grid):
         assert (capture.attention_map(qk, layer) - ref).abs().max().item() < 1e-5
 
 
-@pytest.mark.parametrize("key", ["naver_mixed", "dinov3", "pe"])
+@pytest.mark.parametrize("key", ["naver_mixed", "dinov3", "pe", "gemma4"])
 def test_capture_inside_override_records_the_overridden_rotation(key):
     module = family_model(key)
     grid = (3, 5)
@@ -193,3 +242,64 @@ def test_unknown_rope_module_is_one_sentence():
                                rope_mrope_section=(0, 4, 4))
     with pytest.raises(families.FamilyError, match="RotaryEmbeddingMRope is not a supported position scheme; supported: naver"):
         families.family_of(module)
+
+
+def method_maps(module, x, method, grid):
+    """timm's own non-fused attention weights under a position method, read at attn_drop."""
+    ref = copy.deepcopy(module)
+    maps = {}
+    for i, block in enumerate(ref.blocks):
+        block.attn.fused_attn = False
+        block.attn.attn_drop.register_forward_hook(lambda m, a, out, i=i: maps.__setitem__(i, out))
+    with positions.apply_method(ref, method, grid), torch.no_grad():
+        ref(x)
+    return [maps[i] for i in range(len(ref.blocks))]
+
+
+@pytest.mark.parametrize("method", list(positions.METHODS))
+def test_gemma4_capture_under_every_method_equals_non_fused(method):
+    module = family_model("gemma4")  # trained on 48 x 48 patches, run on 6 x 9
+    x = torch.rand(1, 3, 6 * 16, 9 * 16)
+    with positions.apply_method(module, method, (6, 9)):
+        qk = capture.capture_qk(module, x)
+    for layer, ref in enumerate(method_maps(module, x, method, (6, 9))):
+        assert (capture.attention_map(qk, layer) - ref).abs().max().item() < 1e-5
+    assert count_hooks(module) == 0
+    if method in ("interpolate", "log_n"):  # the method reached the model: attention moved
+        plain = capture.capture_qk(module, x)
+        assert (capture.attention_map(qk, 1) - capture.attention_map(plain, 1)).abs().max().item() > 1e-4
+
+
+def test_gemma4_override_is_per_thread_checks_the_grid_and_shares_heads():
+    module = family_model("gemma4")
+    x = torch.rand(1, 3, 64, 64)
+    plain = forward(module, x)
+    freqs = rope.model_freqs(module, (4, 4))
+    other = {}
+    with families.override_freqs(module, freqs * 2, (4, 4)):
+        worker = threading.Thread(target=lambda: other.__setitem__("out", forward(module, x)))
+        worker.start()
+        worker.join()
+        assert not torch.allclose(forward(module, x), plain, atol=1e-3)
+        with pytest.raises(families.FamilyError, match="4 x 4 grid"):
+            forward(module, torch.rand(1, 3, 48, 48))
+    assert torch.equal(other["out"], plain)
+    per_head = freqs.clone()
+    per_head[:, 1] *= 2
+    with pytest.raises(families.FamilyError, match="shares one rotation across its heads"):
+        with families.override_freqs(module, per_head, (4, 4)):
+            pass
+    assert count_hooks(module) == 0
+
+
+def test_gemma4_soft_token_encoder_needs_a_multiple_of_its_pool():
+    torch.manual_seed(0)
+    module = timm.create_model("gemma4_vit_167m_enc", pretrained=False, depth=1, embed_dim=64, num_heads=1,
+                               head_dim=64, intermediate_size=64).eval()  # global_pool 'soft', kernel 3
+    with pytest.raises(families.FamilyError, match="multiple of 48 px; 64 x 64 px is not"):
+        capture.capture_qk(module, torch.rand(1, 3, 64, 64))
+    with pytest.raises(families.FamilyError, match="multiple of 48 px; 48 x 64 px is not"):
+        features.compute_patch_features(module, torch.rand(1, 3, 48, 64))
+    qk = capture.capture_qk(module, torch.rand(1, 3, 48, 96))
+    assert qk.grid == (3, 6) and qk.q.shape == (1, 1, 1, 18, 64) and qk.scale == 1.0
+    assert features.compute_patch_features(module, torch.rand(1, 3, 48, 96)).shape == (1, 3, 6, 64)

@@ -117,18 +117,21 @@ FAMILY_ARCHS = {
     "naver_axial": ("vit_small_patch16_rope_224", 64), "naver_mixed": ("vit_small_patch16_rope_mixed_ape_224", 64),
     "eva02": ("eva02_tiny_patch14_224", 56), "sbb": ("vit_medium_patch16_rope_reg1_gap_256", 64),
     "pe": ("vit_pe_core_tiny_patch16_384", 64), "dinov3": ("vit_small_patch16_dinov3_qkvb", 64),
-    "ape": ("deit3_small_patch16_224", 64),
+    "gemma4": ("gemma4_vit_167m_enc", 96), "ape": ("deit3_small_patch16_224", 64),
 }
+HEADLESS = ("pe", "dinov3", "gemma4")  # as on the hub: features, no classifier
 
 
 @pytest.fixture(scope="module")
 def family_checkpoints(tmp_path_factory):
-    """Random-weight checkpoints of every family (10 classes; PE and DINOv3 headless, as on the hub)."""
+    """Random-weight checkpoints of every family (10 classes; PE, DINOv3 and Gemma4 headless, as on the hub)."""
     directory, out = tmp_path_factory.mktemp("families"), {}
     for family, (arch, size) in FAMILY_ARCHS.items():
         torch.manual_seed(0)
         kwargs = dict(depth=2, embed_dim=128, num_heads=2, img_size=size)
-        classes = 0 if family in ("pe", "dinov3") else 10
+        if family == "gemma4":  # no img_size (it patchifies any size; trained at timm's 768 px), a small MLP
+            kwargs = dict(depth=2, embed_dim=128, num_heads=2, intermediate_size=256)
+        classes = 0 if family in HEADLESS else 10
         module = timm.create_model(arch, pretrained=False, num_classes=classes, **kwargs)
         path = directory / f"{family}.safetensors"
         save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(path))
@@ -167,7 +170,7 @@ def test_frequencies_and_attention_render_every_family(family, family_checkpoint
     at.radio(key="att_engine").set_value("server").run()
     assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
     assert len(at.get("plotly_chart")) == 3  # the map, distance, entropy
-    if family in ("pe", "dinov3"):
+    if family in HEADLESS:
         assert "has no classifier head" in at.info[0].value
     at.selectbox(key="att_view").set_value("cls").run()
     assert not at.exception and not at.error, [e.value for e in at.error]
