@@ -96,7 +96,7 @@ def capture_qk(loaded_or_module, images: torch.Tensor) -> QK:
     families.check_image_size(module, height, width)
     check_capture_memory(module, B, height, width, images.device)
     npt = int(module.num_prefix_tokens)
-    call = families.family_of(module).call  # how each attention receives its rotation and lays out q/k
+    call = families.rope_call(module)  # how each attention receives its rotation and lays out q/k
     owner = threading.get_ident()
     rope_of, qs, ks = {}, {}, {}
 

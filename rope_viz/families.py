@@ -35,7 +35,7 @@ from rope_viz.errors import FamilyError
 from rope_viz.rope_calls import ROPE_COS_SIN, ROPE_KWARG, RopeCall, rope_embed
 
 __all__ = ["Family", "Convention", "FamilyError", "FAMILIES", "family_of", "get_family", "model_freqs",
-           "positions", "convention", "train_grid", "check_image_size", "prefix_tokens", "rope_embed",
+           "rope_call", "positions", "convention", "train_grid", "check_image_size", "prefix_tokens", "rope_embed",
            "override_freqs", "RopeCall"]
 
 
@@ -258,6 +258,13 @@ def family_of(module: torch.nn.Module) -> Family:
     found = type(rope).__name__ if rope is not None else type(module).__name__
     raise FamilyError(f"{found} is not a supported position scheme; supported: "
                       + ", ".join(f.label for f in FAMILIES) + " (timm Eva and VisionTransformer models).")
+
+
+def rope_call(module: torch.nn.Module):
+    """How the model's attentions receive their rotation (rope_calls): a stand-in rope module of our own
+    (e.g. sweep.InterpolatedRope, collapse.ShiftedRope on a private copy) names its call; else the family's."""
+    stand_in = getattr(_rope(module), "call", None)
+    return stand_in if stand_in is not None else family_of(module).call
 
 
 # ---------------------------------------------------------------- reading positions

@@ -27,7 +27,7 @@ from typing import Callable, MutableMapping
 import torch
 from timm.data import ImageNetInfo
 
-from rope_viz import ape, capture, data, families, memory, models, positions, rope_math, views
+from rope_viz import ape, capture, data, families, memory, models, positions, rope_calls, rope_math, views
 from rope_viz.distributed import SINGLE, Shard, max_over_processes, sum_counts
 from rope_viz.errors import InputError, RopeVizError
 from rope_viz.locking import copy_model, key_lock
@@ -138,6 +138,8 @@ class InterpolatedRope(torch.nn.Module):
     timm's own embedding layout (rope_viz.families.rope_embed): (L, H, N, 2D) for models with per-layer
     frequencies (timm's `rope_mixed`), (H, N, 2D) otherwise.
     """
+
+    call = rope_calls.ROPE_KWARG  # timm's `rope` argument, for capture (families.rope_call)
 
     def __init__(self, module: torch.nn.Module, train_grid: tuple[int, int]):
         super().__init__()
