@@ -14,6 +14,7 @@ import torch
 from timm.layers import apply_rot_embed_cat
 from timm.models.gemma4_vit import apply_multidimensional_rope
 
+from conftest import non_fused_maps
 from rope_viz import capture, families, features, positions, rope
 
 # The smallest timm model of every family, shrunk to two blocks of two heads (head_dim and the rope
@@ -244,25 +245,13 @@ def test_unknown_rope_module_is_one_sentence():
         families.family_of(module)
 
 
-def method_maps(module, x, method, grid):
-    """timm's own non-fused attention weights under a position method, read at attn_drop."""
-    ref = copy.deepcopy(module)
-    maps = {}
-    for i, block in enumerate(ref.blocks):
-        block.attn.fused_attn = False
-        block.attn.attn_drop.register_forward_hook(lambda m, a, out, i=i: maps.__setitem__(i, out))
-    with positions.apply_method(ref, method, grid), torch.no_grad():
-        ref(x)
-    return [maps[i] for i in range(len(ref.blocks))]
-
-
 @pytest.mark.parametrize("method", list(positions.METHODS))
 def test_gemma4_capture_under_every_method_equals_non_fused(method):
     module = family_model("gemma4")  # trained on 48 x 48 patches, run on 6 x 9
     x = torch.rand(1, 3, 6 * 16, 9 * 16)
     with positions.apply_method(module, method, (6, 9)):
         qk = capture.capture_qk(module, x)
-    for layer, ref in enumerate(method_maps(module, x, method, (6, 9))):
+    for layer, ref in enumerate(non_fused_maps(module, x, method, (6, 9))):
         assert (capture.attention_map(qk, layer) - ref).abs().max().item() < 1e-5
     assert count_hooks(module) == 0
     if method in ("interpolate", "log_n"):  # the method reached the model: attention moved

@@ -8,6 +8,7 @@ import pytest
 import timm
 import torch
 
+from conftest import non_fused_maps
 from rope_viz import capture, models, positions, sweep
 
 
@@ -26,18 +27,6 @@ def forward(module, x):
     """Last-layer tokens: random heads give logits near 0, features show every change."""
     with torch.no_grad():
         return module.forward_features(x)
-
-
-def non_fused_maps(module, x, method, grid):
-    """timm's own attention weights (non-fused path, read at attn_drop) under the same method."""
-    ref = copy.deepcopy(module)
-    maps = {}
-    for i, block in enumerate(ref.blocks):
-        block.attn.fused_attn = False
-        block.attn.attn_drop.register_forward_hook(lambda m, a, out, i=i: maps.__setitem__(i, out))
-    with positions.apply_method(ref, method, grid), torch.no_grad():
-        ref(x)
-    return [maps[i] for i in range(len(ref.blocks))]
 
 
 @pytest.fixture(scope="module")
