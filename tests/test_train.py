@@ -21,7 +21,7 @@ def test_tiny_training_run_writes_loadable_model(tmp_path):
     assert spec.source == "bundled" and spec.train_res == 64 and spec.patch_size == 8
     loaded = models.load_model(spec)
     assert loaded.module(torch.zeros(2, 3, 96, 96)).shape == (2, 10)  # any multiple of the patch size
-    assert (tmp_path / "cache" / "scenes_0_256_64_zoom.pt").exists()  # rendered once, reused
+    assert (tmp_path / "cache" / "scenes_0_256_64_scaled1-2.pt").exists()  # rendered once (the scale range in the name)
 
 
 def test_augment_keeps_shape_and_only_translates():
