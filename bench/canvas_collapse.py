@@ -44,7 +44,8 @@ def main() -> None:
     for name in args.models:
         loaded = models.load_model(name)
         spec, module = loaded.spec, loaded.module
-        row = {"top1": {}, "top1_log_n": {}, "top1_shifted": {}, "log_n_factor": {}, "cls_entropy": {}, "probe": {}}
+        row = {"top1": {}, "top1_log_n": {}, "top1_shifted": {}, "top1_shifted_log_n": {}, "log_n_factor": {},
+               "cls_entropy": {}, "probe": {}}
         for r in args.resolutions:
             factor = collapse.log_n_factor(r, spec.train_res, spec.patch_size)
             row["log_n_factor"][r] = round(factor, 3)
@@ -55,6 +56,8 @@ def main() -> None:
                 offset = ((r - spec.train_res) / 2 / spec.patch_size,) * 2
                 shifted = collapse.with_shifted_positions(module, offset)
                 row["top1_shifted"][r] = top1(shifted, *scenes[(r, "canvas")], spec)
+                with collapse.logit_scale(shifted, factor):  # both causes removed together
+                    row["top1_shifted_log_n"][r] = top1(shifted, *scenes[(r, "canvas")], spec)
             entropy = collapse.cls_attention_entropy(loaded, scenes[(r, "canvas")][0][:128])
             n_tokens = (r // spec.patch_size) ** 2 + 1
             row["cls_entropy"][r] = {"nats": [round(float(e), 3) for e in entropy],
@@ -70,11 +73,12 @@ def main() -> None:
                                for k, f in (("cls", cls_f), ("avg", avg_f))}
         results["models"][name] = row
         print(f"\n{name}  ({time.perf_counter() - started:.0f} s)")
-        print(f"{'px':>4} " + " ".join(f"{v:>20}" for v in collapse.VARIANTS) + f" {'log-N q':>8} {'shifted':>8} {'probe cls':>9} {'probe avg':>9}")
+        print(f"{'px':>4} " + " ".join(f"{v:>20}" for v in collapse.VARIANTS)
+              + f" {'log-N q':>8} {'shifted':>8} {'shift+logN':>10} {'probe cls':>9} {'probe avg':>9}")
         for r in args.resolutions:
             print(f"{r:>4} " + " ".join(f"{row['top1'][r][v]:>20}" for v in collapse.VARIANTS)
-                  + f" {row['top1_log_n'][r]:>8} {row['top1_shifted'].get(r, '-'):>8} {row['probe'][r]['cls']:>9}"
-                  f" {row['probe'][r]['avg']:>9}")
+                  + f" {row['top1_log_n'][r]:>8} {row['top1_shifted'].get(r, '-'):>8}"
+                  f" {row['top1_shifted_log_n'].get(r, '-'):>10} {row['probe'][r]['cls']:>9} {row['probe'][r]['avg']:>9}")
         print("CLS entropy / log N per layer: " + "; ".join(
             f"{r} px " + " ".join(f"{e:.2f}" for e in row["cls_entropy"][r]["fraction_of_log_n"]) for r in args.resolutions))
     results["seconds"] = round(time.perf_counter() - started, 1)

@@ -178,12 +178,14 @@ st.markdown(
     "On a canvas twice the training size (128 px) every bundled model falls towards chance. Measured on 500 "
     "held-out scenes (`bench/canvas_collapse.py`), each change below removes one candidate cause. **RoPE models:** "
     "the CLS token is never rotated, so its attention logit to a patch, q_cls · R(p) k_p, depends on the patch's "
-    "*absolute* position p. Training only ever showed positions 0..7; the canvas puts the training frame at patches 4..11 of 0..15. "
-    "Shifting every RoPE position by -4 patches (which leaves patch-to-patch attention unchanged) takes "
-    "RoPE-Axial from 28.8% to 98.0% and RoPE-Mixed from 34.0% to 97.4% (about half back for the +APE models); "
-    "removing distractors or the whole surround changes the RoPE models by -1 to +4 points, a log-N logit scale by +1 to +20. **APE:** its table "
-    "is resampled to the larger grid, so the canvas compresses positions; the log-N scale helps it most (44.6% "
-    "to 68.4%)."
+    "*absolute* position p. Training only ever showed positions 0..7; the canvas puts the training frame at "
+    "patches 4..11 of 0..15. Shifting every RoPE position by -4 patches (which leaves patch-to-patch attention "
+    "unchanged) takes RoPE-Axial from 20.0% to 80.2% and RoPE-Mixed from 18.8% to 50.4%; adding the log-N logit "
+    "scale (the CLS query's attention spreads over 4x the tokens) then gives 92.2% and 72.4%. Either alone is "
+    "not enough: the log-N scale without the shift gives 26.4% and 23.0%, and removing distractors or the whole "
+    "surround changes the RoPE models by +1 to +8 points. **APE:** its table is resampled to the larger grid, "
+    "so the canvas compresses positions; clutter and dilution matter most there (58.2% canvas, 73.4% without "
+    "the outer distractors, 69.6% with the log-N scale)."
 )
 collapse_models = [n for n in chosen if spec_of[n].source == "bundled"]
 if collapse_models and st.toggle(f"Measure it here (128 px canvas, the first {limit} held-out scenes per change)",

@@ -181,13 +181,14 @@ CONDITIONS = {  # label shown in the figure -> how the canvas is changed
     "pair_top_left": "frame at the trained patch positions (top-left corner)",
     "pair_bottom_right": "frame at unseen patch positions (bottom-right corner)",
     "shifted_positions": "RoPE positions shifted so the frame has its trained positions",
+    "shifted_log_n": "RoPE positions shifted and the log-N logit scale together",
 }
 
 
 def collapse_rows(loaded_models, resolution: int = 128, limit: int = 200, progress=None) -> list[dict]:
     """Top-1 (percent) of each model on the first `limit` held-out canvas scenes under every CONDITION.
 
-    shifted_positions exists only for RoPE models. Returns rows {model, condition, top1, n}.
+    shifted_positions and shifted_log_n exist only for RoPE models. Returns rows {model, condition, top1, n}.
     """
     seeds = range(data.EVAL_SEEDS.start, data.EVAL_SEEDS.start + limit)
     scenes = {v: variant_tensors(seeds, resolution, v) for v in VARIANTS}
@@ -204,7 +205,11 @@ def collapse_rows(loaded_models, resolution: int = 128, limit: int = 200, progre
             results["log_n"] = top1(scaled, "canvas")
         if getattr(module, "rope", None) is not None:
             offset = ((resolution - spec.train_res) / 2 / spec.patch_size,) * 2
-            results["shifted_positions"] = top1(with_shifted_positions(module, offset), "canvas")
+            shifted = with_shifted_positions(module, offset)
+            results["shifted_positions"] = top1(shifted, "canvas")
+            # The two causes together: after scale augmentation neither alone brings RoPE models back.
+            with logit_scale(shifted, log_n_factor(resolution, spec.train_res, spec.patch_size)):
+                results["shifted_log_n"] = top1(shifted, "canvas")
         rows += [{"model": spec.name, "condition": c, "top1": results[c], "n": limit} for c in CONDITIONS if c in results]
         if progress is not None:
             progress(i + 1, len(loaded_models))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -20,7 +21,7 @@ def test_tiny_training_run_writes_loadable_model(tmp_path):
     assert spec.source == "bundled" and spec.train_res == 64 and spec.patch_size == 8
     loaded = models.load_model(spec)
     assert loaded.module(torch.zeros(2, 3, 96, 96)).shape == (2, 10)  # any multiple of the patch size
-    assert (tmp_path / "cache" / "scenes_0_256_64_zoom.pt").exists()  # rendered once, reused
+    assert (tmp_path / "cache" / "scenes_0_256_64_scaled1-2.pt").exists()  # rendered once (the scale range in the name)
 
 
 def test_augment_keeps_shape_and_only_translates():
@@ -59,3 +60,14 @@ def test_build_model_initialises_only_ape_tables():
 def test_scale_augmentation_is_an_option_of_the_recipe():
     assert train.TrainConfig(pos="ape", min_scale=1.0, max_scale=1.0).scale_range is None  # off: one object scale
     assert train.TrainConfig(pos="ape", min_scale=0.5, max_scale=2.0).scale_range == (0.5, 2.0)
+
+
+def test_recipe_scales_cover_zoom_evaluation_up_to_2x():
+    """The shared recipe's views show objects from their frame size (zoom at 64 px) to twice it (zoom at
+    128 px), log-uniformly, for every kind alike; the training set's own seeds are checked."""
+    config = train.TrainConfig(pos="rope_axial")
+    assert config.scale_range == (1.0, 2.0) == train.TrainConfig(pos="ape").scale_range
+    assert config.max_scale == 128 / config.resolution  # zoom evaluation's 2x is the largest trained size
+    scales = np.array([data.view_scale(seed, config.scale_range)[0] for seed in range(3000)])
+    assert 1.0 <= scales.min() < 1.01 and 1.99 < scales.max() <= 2.0
+    assert abs(np.median(scales) - 2 ** 0.5) < 0.03  # log-uniform: the geometric middle
