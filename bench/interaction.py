@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import timm
 import torch
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import sync_playwright
 
 from rope_viz import capture, data, explorer, models
@@ -36,6 +37,9 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 MARKER = ("JSON.stringify(Array.from(document.querySelectorAll('.js-plotly-plot')).slice(0, 2).map(g => "
           "g.data.filter(t => t.marker && t.marker.symbol === 'x-thin').map(t => [t.x, t.y])))")
 IDLE = "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
+WHAT_IS_THERE = """([x, y]) => { const e = document.elementFromPoint(x, y), s = window.ropeExplorer.att_explorer;
+    return {element: e ? `${e.tagName}.${e.className}` : null, query: s.query, repaints: s.repaints,
+            scrollY: window.scrollY}; }"""
 
 
 def serve(script: str) -> tuple[subprocess.Popen, str]:
@@ -94,9 +98,17 @@ def hover_times(page, url: str, hovers: int) -> tuple[list[float], list[float], 
     for i in range(hovers):  # a new patch every time (the same patch is not redrawn)
         n = page.evaluate("() => window.ropeExplorer.att_explorer.repaints")
         x, y = (3 * i + 1) % grid, (7 * i + 2) % grid
+        mx, my = box["x"] + (x + 0.5) / grid * box["width"], box["y"] + (y + 0.5) / grid * box["height"]
         start = time.perf_counter()
-        page.mouse.move(box["x"] + (x + 0.5) / grid * box["width"], box["y"] + (y + 0.5) / grid * box["height"])
-        page.wait_for_function(f"() => window.ropeExplorer.att_explorer.repaints > {n}", timeout=30_000, polling="raf")
+        page.mouse.move(mx, my)
+        try:
+            page.wait_for_function(f"() => window.ropeExplorer.att_explorer.repaints > {n}", timeout=10_000,
+                                   polling="raf")
+        except PlaywrightTimeout:  # seen now and then after many page loads, cause not found: say what was there
+            print(f"  no redraw 10 s after moving to patch ({x}, {y}): {page.evaluate(WHAT_IS_THERE, [mx, my])}; "
+                  f"canvas then {box}, now {canvas.bounding_box()}; this move is left out", flush=True)
+            box = canvas.bounding_box()
+            continue
         walls.append(1000 * (time.perf_counter() - start))
     page.wait_for_timeout(200)
     state = page.evaluate("""() => { const s = window.ropeExplorer.att_explorer;
