@@ -126,9 +126,9 @@ else:
     st.dataframe(summary, hide_index=True, key="lesson_table")
     st.caption(
         "These curves extrapolate RoPE positions (the paper's setting), while timm stretches APE's table to the "
-        "new grid, which is an interpolation. That is why APE can hold better here, in zoom mode above all. To "
-        "compare like with like, add 'interpolate (positions x t/g)' to the position methods on the Resolution page; the "
-        "README gives the measured numbers."
+        "new grid, which is an interpolation. That is why APE can hold better here, in zoom mode above all. "
+        "To compare like with like, add 'interpolate (positions x t/g)' to the position methods on the "
+        "Resolution page; the README gives the measured numbers."
     )
 st.page_link("pages/resolution.py", label="Measure it yourself on the Resolution page", icon=":material/zoom_out_map:",
              query_params={"res_data": f"shapes:{mode}"})
