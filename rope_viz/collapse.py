@@ -201,14 +201,15 @@ def collapse_rows(loaded_models, resolution: int = 128, limit: int = 200, progre
             return round(100 * hits / n, 1)
 
         results = {v: top1(module, v) for v in VARIANTS}
-        with logit_scale(copy_model(module), log_n_factor(resolution, spec.train_res, spec.patch_size)) as scaled:
+        factor = log_n_factor(resolution, spec.train_res, spec.patch_size)
+        with logit_scale(copy_model(module), factor) as scaled:
             results["log_n"] = top1(scaled, "canvas")
         if getattr(module, "rope", None) is not None:
             offset = ((resolution - spec.train_res) / 2 / spec.patch_size,) * 2
             shifted = with_shifted_positions(module, offset)
             results["shifted_positions"] = top1(shifted, "canvas")
             # The two causes together: after scale augmentation neither alone brings RoPE models back.
-            with logit_scale(shifted, log_n_factor(resolution, spec.train_res, spec.patch_size)):
+            with logit_scale(shifted, factor):
                 results["shifted_log_n"] = top1(shifted, "canvas")
         rows += [{"model": spec.name, "condition": c, "top1": results[c], "n": limit} for c in CONDITIONS if c in results]
         if progress is not None:
