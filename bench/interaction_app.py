@@ -1,7 +1,9 @@
 """Bare Streamlit pages for bench/interaction.py (run with `streamlit run`; not part of the app).
 
 ?mode=floor&res=R: the Attention page's two click-to-query charts and nothing else, maps precomputed,
-  so a click costs only Streamlit's round trip and Plotly's redraw: the floor of the server path.
+  so a click costs only Streamlit's round trip and Plotly's redraw: the floor of the server path. The
+  layout is wide with a sidebar, as the app's, so the charts are as wide as the page's (940 px in a
+  1400 px window): the same charts, the same pixels to draw.
 ?mode=vitb&res=448: the browser-side explorer on ViT-B/16 RoPE-Mixed with random weights (seed 0).
 """
 import streamlit as st
@@ -10,6 +12,8 @@ import torch
 
 from rope_viz import cached, capture, data, explorer, figures, models
 
+st.set_page_config(layout="wide")
+st.sidebar.caption("bench/interaction_app.py: the floor of the Attention page's server path")
 MODELS = ["scenes-ape", "scenes-rope-mixed"]
 VITB = "vit_base_patch16_rope_mixed_224"
 mode = st.query_params.get("mode", "floor")

@@ -120,9 +120,9 @@ def write_url() -> None:
     """
     encoded = urlstate.encode_state(st.session_state, st.session_state.get(URL_SCHEMA, {}))
     current = st.query_params.to_dict()
-    for key, text in encoded.items():
-        if current.get(key) != text:
-            st.query_params[key] = text
+    changed = {key: text for key, text in encoded.items() if current.get(key) != text}
+    if changed:  # one message for all of them: each message is a history entry and a route match in the browser
+        st.query_params.update(changed)
 
 
 def restore_choice(key: str, choices) -> None:

@@ -4,8 +4,12 @@ Every figure has a title, axis titles with units, and hover text with the values
 """
 from __future__ import annotations
 
+import base64
+import io
+
 import numpy as np
 import plotly.graph_objects as go
+from PIL import Image
 from plotly.subplots import make_subplots
 
 DIVERGING = "RdBu_r"
@@ -164,6 +168,15 @@ def fig_freqs_by_layer(freqs: np.ndarray, head: int | None = None) -> go.Figure:
     return fig
 
 
+def png_source(image: np.ndarray) -> str:
+    """An RGB image as a PNG data URI for go.Image(source=...). plotly.js shows that as one <image>; given
+    z= it paints one canvas rectangle per pixel, which was most of a map's redraw at 256 px (65k per panel).
+    Shapes: image (H, W, 3) uint8"""
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buffer, format="PNG", compress_level=1)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
 def fig_attention_overlay(image: np.ndarray, panels: dict[str, np.ndarray], patch_px: int, zmax: float,
                           opacity: float = 0.6, query_xy: tuple[int, int] | None = None, title: str = "",
                           cols: int = 4) -> go.Figure:
@@ -177,13 +190,14 @@ def fig_attention_overlay(image: np.ndarray, panels: dict[str, np.ndarray], patc
     rows = -(-len(labels) // cols)
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=labels, horizontal_spacing=0.03,
                         vertical_spacing=0.08 if rows > 1 else 0.0)
+    source = png_source(image)
     for i, label in enumerate(labels):
         r, c = divmod(i, cols)
         a = _np(panels[label]).astype(np.float64)
         gh, gw = a.shape
         axis = i + 1
         # Image pixels placed in patch units: pixel centre (u + 0.5) / patch - 0.5.
-        fig.add_trace(go.Image(z=image, x0=0.5 / patch_px - 0.5, dx=1 / patch_px, y0=0.5 / patch_px - 0.5,
+        fig.add_trace(go.Image(source=source, x0=0.5 / patch_px - 0.5, dx=1 / patch_px, y0=0.5 / patch_px - 0.5,
                                dy=1 / patch_px, hoverinfo="skip"), row=r + 1, col=c + 1)
         fig.add_trace(go.Heatmap(
             z=a, zmin=0, zmax=zmax, colorscale="Inferno", opacity=opacity, showscale=i == 0,
@@ -320,10 +334,11 @@ def fig_attribution_overlay(image: np.ndarray, maps: dict[str, np.ndarray], sign
     lo, scale = (-top, DIVERGING) if signed else (0.0, "Inferno")
     R = image.shape[0]
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=labels, horizontal_spacing=0.03, vertical_spacing=0.08)
+    source = png_source(image)
     for i, (label, a) in enumerate(zip(labels, arrays)):
         r, c = divmod(i, cols)
         h, w = a.shape
-        fig.add_trace(go.Image(z=image, hoverinfo="skip"), row=r + 1, col=c + 1)
+        fig.add_trace(go.Image(source=source, hoverinfo="skip"), row=r + 1, col=c + 1)
         unit = "pixel" if h == R else "patch"
         fig.add_trace(go.Heatmap(
             z=a, x0=(R / w - 1) / 2, dx=R / w, y0=(R / h - 1) / 2, dy=R / h, zmin=lo, zmax=top, colorscale=scale,
