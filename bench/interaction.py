@@ -10,7 +10,7 @@
     RoPE-Mixed (random weights) at 448 px, whose drawn rows are also checked against capture.attention_rows.
 Targets (not asserted): hover median <= 50 ms (bundled, 64-256 px), <= 100 ms (ViT-B/16, 448 px);
 server click <= 1.3x the floor at 64 px and <= 2x at 256 px.
-Usage: python bench/interaction.py [--clicks 7] [--hovers 30] [--sizes 64 128 256]
+Usage: python bench/interaction.py [--clicks 21] [--rounds 3] [--hovers 30] [--sizes 64 128 256]
 """
 from __future__ import annotations
 
@@ -172,7 +172,8 @@ def med(values) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clicks", type=int, default=7)
+    parser.add_argument("--clicks", type=int, default=21, help="per page and size, split over the rounds")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--hovers", type=int, default=30)
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256])
     parser.add_argument("--vitb-res", type=int, default=448)
@@ -185,12 +186,18 @@ def main() -> None:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS, headless=True)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            print("\nclick-to-repaint (s, median of", args.clicks, "clicks)")
+            print(f"\nclick-to-repaint (s, median of {args.clicks // args.rounds * args.rounds} clicks in {args.rounds} "
+                  "rounds, page and floor taking turns)")
             print(f"{'size':>6} {'Attention page':>15} {'floor':>8} {'ratio':>7} {'chart width (px)':>17}")
             for res in args.sizes:
-                server, width = click_times(page, f"{app_url}/attention?att_engine=server&att_res={res}",
-                                            args.clicks, res)
-                floor, floor_width = click_times(page, f"{bare_url}/?mode=floor&res={res}", args.clicks, res)
+                server, floor = [], []
+                for _ in range(args.rounds):  # page and floor take turns, so a slow spell of the machine hits both
+                    times, width = click_times(page, f"{app_url}/attention?att_engine=server&att_res={res}",
+                                               args.clicks // args.rounds, res)
+                    server += times
+                    times, floor_width = click_times(page, f"{bare_url}/?mode=floor&res={res}",
+                                                     args.clicks // args.rounds, res)
+                    floor += times
                 print(f"{res:>6} {med(server):>15.3f} {med(floor):>8.3f} {med(server) / med(floor):>6.2f}x "
                       f"{f'{width} / {floor_width}':>17}")
             print("\nhover-to-repaint in the browser explorer (ms, median of", args.hovers, "patch changes)")
