@@ -271,9 +271,13 @@ async def resolution_page(page, url: str, session: int, timer: Timer, downloads:
     await timer.run("Resolution: choose a small sweep", choose())
 
     async def run_sweep():
+        from playwright.async_api import TimeoutError as PlaywrightTimeout
         run = page.get_by_role("button", name="Run sweep")
-        if await run.count() and await run.is_enabled():  # another session may have finished every cell
-            await run.click()
+        try:  # another session may finish every cell meanwhile: then the button goes, maybe between two calls
+            if await run.count() and await run.is_enabled(timeout=5_000):
+                await run.click(timeout=5_000)
+        except PlaywrightTimeout:
+            pass  # gone: the cells are done, and the CSV below says so
         await page.get_by_role("button", name="Download CSV").wait_for(timeout=TIMEOUT)
         await settle(page)
     await timer.run("Resolution: sweep", run_sweep())
