@@ -18,7 +18,8 @@ import time
 
 import torch
 
-from rope_viz import collapse, data, models, sweep
+from rope_viz import data, models, sweep
+from rope_viz.measure import collapse
 
 
 def top1(module, images, labels, spec) -> float:

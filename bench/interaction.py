@@ -30,7 +30,8 @@ import torch
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import sync_playwright
 
-from rope_viz import capture, data, explorer, models
+from rope_viz import capture, data, models
+from rope_viz.app import explorer
 
 ROOT = Path(__file__).resolve().parent.parent
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -10,7 +10,8 @@ import streamlit as st
 import timm
 import torch
 
-from rope_viz import cached, capture, data, explorer, figures, models
+from rope_viz import capture, data, models
+from rope_viz.app import cached, explorer, figures
 
 st.set_page_config(layout="wide")
 st.sidebar.caption("bench/interaction_app.py: the floor of the Attention page's server path")

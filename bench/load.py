@@ -30,7 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rope_viz import attribution, data, models, sweep, views
+from rope_viz import attribution, data, models, sweep
+from rope_viz.app import views
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -12,7 +12,8 @@ import argparse
 import time
 from pathlib import Path
 
-from rope_viz import models, positions, sweep, views
+from rope_viz import models, positions, sweep
+from rope_viz.app import views
 
 MODELS = ("scenes-ape", "scenes-rope-axial", "scenes-rope-mixed", "scenes-rope-axial-ape", "scenes-rope-mixed-ape")
 

@@ -2,7 +2,10 @@
 import streamlit as st
 
 from pages import shared
-from rope_viz import cached, capture, data, explorer, figures, models, positions, views
+from rope_viz import models
+from rope_viz.app import cached, explorer, figures, views
+from rope_viz.measure import capture, positions
+from rope_viz.scenes import data
 from rope_viz.errors import RopeVizError
 
 cached.use_app_navigation()  # before anything is drawn (see its docstring)

@@ -2,7 +2,10 @@
 import streamlit as st
 
 from pages import shared
-from rope_viz import attribution, cached, data, figures, models
+from rope_viz import models
+from rope_viz.app import cached, figures
+from rope_viz.measure import attribution
+from rope_viz.scenes import data
 from rope_viz.errors import RopeVizError
 
 cached.use_app_navigation()  # before anything is drawn (see its docstring)

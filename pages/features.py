@@ -2,7 +2,9 @@
 import streamlit as st
 
 from pages import shared
-from rope_viz import cached, data, feature_figures, features, views
+from rope_viz.app import cached, feature_figures, views
+from rope_viz.measure import features
+from rope_viz.scenes import data
 from rope_viz.errors import RopeVizError
 
 cached.use_app_navigation()  # before anything is drawn (see its docstring)

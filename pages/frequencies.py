@@ -2,7 +2,8 @@
 import streamlit as st
 
 from pages import shared
-from rope_viz import cached, figures, method_figures, positions, views
+from rope_viz.app import cached, figures, method_figures, views
+from rope_viz.measure import positions
 from rope_viz.errors import RopeVizError
 
 cached.use_app_navigation()  # before anything is drawn (see its docstring)

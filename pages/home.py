@@ -2,7 +2,8 @@
 import streamlit as st
 
 from pages import shared
-from rope_viz import cached, models
+from rope_viz import models
+from rope_viz.app import cached
 from rope_viz.errors import RopeVizError
 
 cached.use_app_navigation()  # before anything is drawn (see its docstring)

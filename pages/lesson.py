@@ -2,7 +2,7 @@
 import streamlit as st
 
 from pages import shared
-from rope_viz import cached, figures, lesson
+from rope_viz.app import cached, figures, lesson
 
 cached.use_app_navigation()  # before anything is drawn (see its docstring)
 

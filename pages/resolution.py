@@ -5,7 +5,10 @@ import time
 import streamlit as st
 
 from pages import shared
-from rope_viz import cached, collapse, figures, models, positions, reported, sweep, views
+from rope_viz import models
+from rope_viz.app import cached, figures, views
+from rope_viz.measure import collapse, positions, sweep
+from rope_viz.models import reported
 from rope_viz.errors import RopeVizError
 
 RESOLUTIONS = [16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160, 192, 224, 256, 288, 320, 384, 448, 512]

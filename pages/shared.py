@@ -1,7 +1,9 @@
 """Widgets the model-comparison pages share (not a page itself: app.py does not list it)."""
 import streamlit as st
 
-from rope_viz import cached, data, models, urlstate
+from rope_viz import models
+from rope_viz.app import cached, urlstate
+from rope_viz.scenes import data
 from rope_viz.errors import RopeVizError
 
 NONE = "(none)"

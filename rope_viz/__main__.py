@@ -7,7 +7,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from rope_viz import cards, distributed, models, positions, sweep, train
+from rope_viz import models
+from rope_viz.measure import distributed, positions, sweep
+from rope_viz.training import cards, train
 from rope_viz.errors import RopeVizError
 
 USER_ERROR = 2  # exit status for bad input: one sentence on stderr, no traceback

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from rope_viz import families
-from rope_viz.rope_math import (angles, apply_rope, axial_freqs, check_rope_config, compute_spectrum,
+from rope_viz.adapters import families
+from rope_viz.rotary.rope2d import (angles, apply_rope, axial_freqs, check_rope_config, compute_spectrum,
                                 grid_positions, mixed_freqs, similarity_kernel)
 
 __all__ = ["axial_freqs", "mixed_freqs", "grid_positions", "angles", "apply_rope", "similarity_kernel",

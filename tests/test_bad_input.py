@@ -21,7 +21,8 @@ from PIL import Image
 from safetensors.torch import save_file
 from streamlit.testing.v1 import AppTest
 
-from rope_viz import data, memory, sweep
+from rope_viz import data, sweep
+from rope_viz.runtime import memory
 from rope_viz.__main__ import main as cli_main
 
 TIMEOUT = 180
@@ -38,7 +39,7 @@ def one_sentence(text: str) -> bool:
 def bundled_models(bundled_dir, monkeypatch, tmp_path):
     monkeypatch.setenv("ROPE_VIZ_MODELS_DIR", str(bundled_dir))
     monkeypatch.setenv("ROPE_VIZ_CACHE", str(tmp_path / "scene-cache"))
-    from rope_viz import cached
+    from rope_viz.app import cached
 
     cached.get_available_models.clear()
     cached.get_all_models.clear()
@@ -278,7 +279,7 @@ def _folders(root: Path) -> list[tuple[str, str, str]]:
 
 
 def test_resolution_page_bad_sets_keep_finished_cells(tmp_path, monkeypatch):
-    from rope_viz import cached
+    from rope_viz.app import cached
 
     at = run_page("pages/resolution.py")
     at.multiselect(key="res_models").set_value(["tiny-ape"]).run()

@@ -6,7 +6,8 @@ from dataclasses import asdict
 
 import pytest
 
-from rope_viz import cards, data, models, sweep, train
+from rope_viz import data, models, sweep
+from rope_viz.training import cards, train
 
 CARDS = sorted(models.BUNDLED_DIR.glob("*.json"))
 NAMES = [c.stem for c in CARDS]

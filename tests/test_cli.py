@@ -66,7 +66,7 @@ def test_sweep_cli_writes_the_pages_numbers(bundled_dir, tmp_path):
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        from rope_viz import cached
+        from rope_viz.app import cached
 
         cached.get_available_models.clear()
         cached.get_sweep_cells().clear()

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from rope_viz import capture, collapse, data, models
+from rope_viz import capture, data, models
+from rope_viz.measure import collapse
 
 SEED = 10_000_004
 
@@ -93,7 +94,7 @@ def test_collapse_rows_cover_every_condition(rope_axial):
 
 
 def test_collapse_figure_has_one_bar_group_per_model():
-    from rope_viz import figures
+    from rope_viz.app import figures
 
     rows = [{"model": m, "condition": c, "top1": 50.0, "n": 10} for m in ("a", "b") for c in ("canvas", "log_n")]
     fig = figures.fig_canvas_collapse(rows, collapse.CONDITIONS, 128)

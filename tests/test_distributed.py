@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from conftest import ROOT, free_port, write_bundled
-from rope_viz.distributed import Shard
+from rope_viz.measure.distributed import Shard
 
 MODELS = ["d-ape", "d-rope_mixed"]
 

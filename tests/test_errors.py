@@ -10,7 +10,9 @@ import torch
 from safetensors.torch import save_file
 from streamlit.testing.v1 import AppTest
 
-from rope_viz import attribution, capture, data, memory, models, rope, sweep, views
+from rope_viz import attribution, capture, data, models, rope, sweep
+from rope_viz.app import views
+from rope_viz.runtime import memory
 from rope_viz.__main__ import main as cli_main
 from rope_viz.errors import InputError, RopeVizError, check_options
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from rope_viz import capture, explorer
+from rope_viz import capture
+from rope_viz.app import explorer
 
 
 def fake_qk(heads=3, grid=(5, 4), dim=16, prefix=1, layers=2, seed=0) -> capture.QK:

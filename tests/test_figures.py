@@ -5,7 +5,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from rope_viz import figures
+from rope_viz.app import figures
 
 
 def decode(source: str) -> np.ndarray:

@@ -15,7 +15,7 @@ TIMEOUT = 120
 def bundled_models(bundled_dir, monkeypatch, tmp_path):
     monkeypatch.setenv("ROPE_VIZ_MODELS_DIR", str(bundled_dir))
     monkeypatch.setenv("ROPE_VIZ_CACHE", str(tmp_path / "cache"))
-    from rope_viz import cached
+    from rope_viz.app import cached
 
     cached.get_available_models.clear()
     cached.get_all_models.clear()

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from rope_viz import lesson, models, rope
+from rope_viz import models, rope
+from rope_viz.app import lesson
 
 
 def test_one_pair_turns_by_w_dot_p_like_a_complex_rotation():
@@ -73,7 +74,7 @@ def test_measured_numbers_come_from_the_cards():
 @pytest.fixture
 def real_bundled(monkeypatch):
     monkeypatch.delenv("ROPE_VIZ_MODELS_DIR", raising=False)
-    from rope_viz import cached
+    from rope_viz.app import cached
 
     cached.get_available_models.clear()
     cached.get_all_models.clear()

@@ -7,7 +7,8 @@ import threading
 import pytest
 import torch
 
-from rope_viz import attribution, capture, locking, models, sweep
+from rope_viz import attribution, capture, models, sweep
+from rope_viz.runtime import locking
 from test_capture import count_hooks, tiny_model
 
 

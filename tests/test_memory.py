@@ -10,7 +10,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from rope_viz import memory
+from rope_viz.runtime import memory
 
 
 def meminfo_kib(field: str) -> int:
@@ -164,7 +164,7 @@ def test_out_of_memory_becomes_one_sentence_and_frees_the_cache():
 @pytest.fixture
 def attention_page(bundled_dir, monkeypatch):
     monkeypatch.setenv("ROPE_VIZ_MODELS_DIR", str(bundled_dir))
-    from rope_viz import cached
+    from rope_viz.app import cached
 
     cached.get_available_models.clear()
     memory.shared_cache().clear()

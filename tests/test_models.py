@@ -11,7 +11,7 @@ from safetensors.torch import load_file, save_file
 
 from conftest import write_bundled
 from rope_viz import families, models
-from rope_viz import hub as hub_module
+from rope_viz.models import hub as hub_module
 
 
 @pytest.fixture

@@ -11,7 +11,9 @@ import torch
 from safetensors.torch import save_file
 from streamlit.testing.v1 import AppTest
 
-from rope_viz import explorer, models, rope
+from rope_viz import models, rope
+from rope_viz.models import registry
+from rope_viz.app import explorer
 
 TIMEOUT = 120
 
@@ -19,7 +21,7 @@ TIMEOUT = 120
 @pytest.fixture(autouse=True)
 def bundled_models(bundled_dir, monkeypatch):
     monkeypatch.setenv("ROPE_VIZ_MODELS_DIR", str(bundled_dir))
-    from rope_viz import cached
+    from rope_viz.app import cached
 
     cached.get_available_models.clear()
     cached.get_all_models.clear()
@@ -141,9 +143,9 @@ def family_checkpoints(tmp_path_factory):
 
 @pytest.mark.parametrize("family", list(FAMILY_ARCHS))
 def test_frequencies_and_attention_render_every_family(family, family_checkpoints, monkeypatch):
-    from rope_viz import cached
+    from rope_viz.app import cached
 
-    monkeypatch.setattr(models, "_LOCAL", {})
+    monkeypatch.setattr(registry, "_LOCAL", {})
     path, arch, kwargs = family_checkpoints[family]
     spec = models.register_local(path, arch, name=f"local-{family}", model_kwargs=kwargs)
     assert spec.family == family
@@ -179,7 +181,7 @@ def test_frequencies_and_attention_render_every_family(family, family_checkpoint
 @pytest.fixture
 def scene_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("ROPE_VIZ_CACHE", str(tmp_path / "cache"))
-    from rope_viz import cached
+    from rope_viz.app import cached
 
     cached.get_sweep_cells().clear()
     cached.get_attention_results().clear()

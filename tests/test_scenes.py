@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from rope_viz import data, memory
+from rope_viz import data
+from rope_viz.runtime import memory
 
 
 def pixels(seed, res, mode="zoom"):

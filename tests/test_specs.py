@@ -17,7 +17,8 @@ from streamlit.testing.v1 import AppTest
 from PIL import Image
 from timm.data import create_transform, resolve_data_config
 
-from rope_viz import ape, families, hub, models, rope
+from rope_viz import families, models, rope
+from rope_viz.models import ape, hub, registry
 
 ROOT = Path(__file__).resolve().parent.parent
 # The family of every curated hub model, written out by hand from timm's model definitions.
@@ -88,7 +89,7 @@ SHRINK = dict(depth=2, embed_dim=128, num_heads=2, img_size=64)
 @pytest.fixture
 def local_registry(monkeypatch):
     """Local registrations of one test stay in that test."""
-    monkeypatch.setattr(models, "_LOCAL", {})
+    monkeypatch.setattr(registry, "_LOCAL", {})
 
 
 def test_family_and_preprocessing_ignore_a_misleading_name(tmp_path, local_registry):
@@ -176,7 +177,7 @@ def test_wrong_architecture_is_one_sentence(naver_mixed_checkpoint, arch, local_
         models.register_local(naver_mixed_checkpoint, arch)
     message = str(err.value)
     assert WRONG_ARCH[arch] in message and message.count(". ") == 0 and message.endswith(".")
-    assert not models._LOCAL
+    assert not registry._LOCAL
     with pytest.raises(models.ModelLoadError, match="is taken by a bundled or hub model"):
         models.register_local(naver_mixed_checkpoint, arch, name="deit3_small_patch16_224.fb_in1k")
 

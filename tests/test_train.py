@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from rope_viz import data, models, train
+from rope_viz import data, models
+from rope_viz.training import train
 
 
 def test_tiny_training_run_writes_loadable_model(tmp_path):

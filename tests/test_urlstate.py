@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from rope_viz import urlstate
+from rope_viz.app import urlstate
 from rope_viz.errors import RopeVizError
 
 SCHEMA = {"m": "str", "r": "int", "o": "float", "b": "bool", "l": "list", "s": "list_int", "p": "str"}

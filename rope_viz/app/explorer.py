@@ -14,7 +14,7 @@ import struct
 import numpy as np
 import torch
 
-from rope_viz import capture
+from rope_viz.measure import capture
 from rope_viz.errors import RopeVizError
 
 MAGIC = b"RVX1"

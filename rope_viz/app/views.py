@@ -1,13 +1,15 @@
 """What the pages show, decided from primitives: the small `if`s about the math live here."""
 from __future__ import annotations
 
-import csv
-import io
 
 import numpy as np
 import torch
 
-from rope_viz import capture, families, memory, positions, rope
+from rope_viz import rope
+from rope_viz.adapters import families
+from rope_viz.measure import capture, positions
+from rope_viz.measure.tables import to_csv  # noqa: F401  (pages call views.to_csv)
+from rope_viz.runtime import memory
 from rope_viz.errors import InputError
 
 THEORY_AXIAL_THETA = 100.0  # naver RoPE-Axial
@@ -145,15 +147,6 @@ def attention_panels(qk, view: str, layer: int, head: int, query_xy: tuple[int, 
     if view == "mean":
         return {"mean over heads": grids.mean(0)}
     return {f"head {head}": grids[head]}
-
-
-def to_csv(rows: list[dict], columns=None) -> str:
-    """Rows as CSV text; columns default to the first row's keys, extra keys are left out."""
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(columns or rows[0]), extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return out.getvalue()
 
 
 def top_k(logits, class_names, k: int = 5) -> list[dict]:

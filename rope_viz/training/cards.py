@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rope_viz import models, sweep
+from rope_viz import models
+from rope_viz.measure import sweep
 
 CARD_RESOLUTIONS = (32, 48, 64, 96, 128, 192)
 CARD_MODES = ("zoom", "canvas")

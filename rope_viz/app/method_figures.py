@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from rope_viz.figures import PALETTE
+from rope_viz.app.figures import PALETTE
 
 
 def fig_method_vectors(trained: np.ndarray, moved: dict[str, np.ndarray], title: str = "",

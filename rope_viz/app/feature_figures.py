@@ -10,7 +10,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from rope_viz.figures import DIVERGING, PALETTE
+from rope_viz.app.figures import DIVERGING, PALETTE
 
 
 def _centres(n: int) -> np.ndarray:

@@ -25,8 +25,10 @@ import math
 import numpy as np
 import torch
 
-from rope_viz import capture, data, rope, sweep
-from rope_viz.locking import copy_model
+from rope_viz import rope
+from rope_viz.measure import capture, sweep
+from rope_viz.scenes import data
+from rope_viz.runtime.locking import copy_model
 
 VARIANTS = ("canvas", "no_outer_distractors", "empty_surround", "pair_top_left", "pair_bottom_right")
 

@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from rope_viz import data, models
+from rope_viz import models
+from rope_viz.scenes import data
 from rope_viz.errors import InputError
 
 

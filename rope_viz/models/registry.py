@@ -19,12 +19,14 @@ import torch
 from timm.data import resolve_model_data_config
 from timm.models.eva import Eva
 
-from rope_viz import ape, data, families
-from rope_viz.checkpoints import convert_checkpoint, fit_state, load_state_into, read_state_dict, unwrap
+from rope_viz.adapters import families
+from rope_viz.models import ape
+from rope_viz.scenes import data
+from rope_viz.models.checkpoints import convert_checkpoint, fit_state, load_state_into, read_state_dict, unwrap
 from rope_viz.errors import InputError
-from rope_viz.hub import (HUB_MODELS, HUB_OFFLINE_HELP, class_names_for, hub_cached_file, hub_repo_id, hub_spec,
+from rope_viz.models.hub import (HUB_MODELS, HUB_OFFLINE_HELP, class_names_for, hub_cached_file, hub_repo_id, hub_spec,
                           hub_weights_file, imagenet_class_names, meta_module)
-from rope_viz.specs import (IMAGENET_MEAN, IMAGENET_STD, POS_KINDS, ModelLoadError, ModelSpec, check_resolution,
+from rope_viz.models.specs import (IMAGENET_MEAN, IMAGENET_STD, POS_KINDS, ModelLoadError, ModelSpec, check_resolution,
                             classifier_note, describe_module, needs_classifier, pos_label)
 
 __all__ = ["ModelSpec", "LoadedModel", "ModelLoadError", "POS_KINDS", "HUB_MODELS", "list_models", "get_spec",
@@ -36,7 +38,7 @@ __all__ = ["ModelSpec", "LoadedModel", "ModelLoadError", "POS_KINDS", "HUB_MODEL
 
 log = logging.getLogger(__name__)
 
-ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
+ASSETS_DIR = Path(__file__).resolve().parents[2] / "assets"
 BUNDLED_DIR = ASSETS_DIR / "models"
 CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 

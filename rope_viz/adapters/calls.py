@@ -11,7 +11,7 @@ import torch
 from timm.layers import apply_rot_embed_cat
 from timm.models.gemma4_vit import apply_multidimensional_rope
 
-from rope_viz import rope_math
+from rope_viz.rotary import rope2d as rope_math
 from rope_viz.errors import FamilyError
 
 __all__ = ["RopeCall", "RopeCosSin", "ROPE_KWARG", "ROPE_COS_SIN", "rope_embed"]

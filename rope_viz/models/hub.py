@@ -22,8 +22,9 @@ import torch
 from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
 from timm.data import ImageNetInfo, infer_imagenet_subset, resolve_model_data_config
 
-from rope_viz import families, specs
-from rope_viz.specs import ModelLoadError, ModelSpec, describe_module
+from rope_viz.adapters import families
+from rope_viz.models import specs
+from rope_viz.models.specs import ModelLoadError, ModelSpec, describe_module
 
 # The naver RoPE-ViT ImageNet-1k models in timm, and DeiT-III as their APE reference (the paper's).
 PAPER_MODELS = tuple(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import timm
 
 from rope_viz import models
-from rope_viz.specs import pos_label
+from rope_viz.models.specs import pos_label
 
 SOURCE = "naver-ai/rope-vit README, DeiT-III (400 epochs) table"
 

@@ -13,7 +13,11 @@ import pandas  # noqa: F401  (imported up front: a page left mid-import would le
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
-from rope_viz import attribution, collapse, data, explorer, features, memory, models, positions, rope, views
+from rope_viz import models, rope
+from rope_viz.app import explorer, views
+from rope_viz.measure import attribution, collapse, features, positions
+from rope_viz.runtime import memory
+from rope_viz.scenes import data
 
 FRONTEND = Path(__file__).resolve().parent / "frontend"
 

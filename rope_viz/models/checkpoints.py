@@ -15,8 +15,8 @@ from pathlib import Path
 import safetensors.torch
 import torch
 
-from rope_viz import families
-from rope_viz.specs import ModelLoadError
+from rope_viz.adapters import families
+from rope_viz.models.specs import ModelLoadError
 
 
 def read_state_dict(path: str | os.PathLike) -> dict:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from rope_viz import families
+from rope_viz.adapters import families
 from rope_viz.errors import InputError, RopeVizError
 
 POS_KINDS = ("ape", "rope_axial", "rope_mixed", "rope_axial_ape", "rope_mixed_ape")

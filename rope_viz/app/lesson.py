@@ -12,7 +12,8 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from rope_viz import figures, rope
+from rope_viz import rope
+from rope_viz.app import figures
 
 HEAD_DIM = 32  # 16 pairs: few enough to follow one by one
 AXIAL_THETA, MIXED_THETA = 100.0, 10.0  # naver's RoPE-Axial base and RoPE-Mixed initialisation

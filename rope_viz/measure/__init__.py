@@ -1,0 +1,1 @@
+"""What the pages measure: position methods, q/k capture, features, attribution and resolution sweeps."""

@@ -1,0 +1,1 @@
+"""Process-wide services: the memory budget, byte-bounded caches and per-model locks."""

@@ -1,0 +1,1 @@
+"""Procedural scenes (the bundled models' data set) and image loading."""

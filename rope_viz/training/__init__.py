@@ -1,0 +1,1 @@
+"""The bundled models' training recipe and their model cards."""
