@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from rope_viz import data, models, sweep
+from rope_viz import data, models, positions, sweep
 from rope_viz.measure import collapse
 
 
@@ -48,17 +48,18 @@ def main() -> None:
         row = {"top1": {}, "top1_log_n": {}, "top1_shifted": {}, "top1_shifted_log_n": {}, "log_n_factor": {},
                "cls_entropy": {}, "probe": {}}
         for r in args.resolutions:
-            factor = collapse.log_n_factor(r, spec.train_res, spec.patch_size)
+            grid, train = (r // spec.patch_size,) * 2, (spec.train_res // spec.patch_size,) * 2
+            factor = collapse.log_n_scale(module, grid, train)
             row["log_n_factor"][r] = round(factor, 3)
             row["top1"][r] = {v: top1(module, *scenes[(r, v)], spec) for v in collapse.VARIANTS}
-            with collapse.logit_scale(module, factor):
+            with positions.apply_method(module, "log_n", grid, train):
                 row["top1_log_n"][r] = top1(module, *scenes[(r, "canvas")], spec)
             if module.rope is not None:  # the frame's patches at the positions they had in training
                 offset = ((r - spec.train_res) / 2 / spec.patch_size,) * 2
-                shifted = collapse.with_shifted_positions(module, offset)
-                row["top1_shifted"][r] = top1(shifted, *scenes[(r, "canvas")], spec)
-                with collapse.logit_scale(shifted, factor):  # both causes removed together
-                    row["top1_shifted_log_n"][r] = top1(shifted, *scenes[(r, "canvas")], spec)
+                with collapse.shifted_positions(module, offset, grid):
+                    row["top1_shifted"][r] = top1(module, *scenes[(r, "canvas")], spec)
+                    with positions.scale_logits(module, factor):  # both causes removed together
+                        row["top1_shifted_log_n"][r] = top1(module, *scenes[(r, "canvas")], spec)
             entropy = collapse.cls_attention_entropy(loaded, scenes[(r, "canvas")][0][:128])
             n_tokens = (r // spec.patch_size) ** 2 + 1
             row["cls_entropy"][r] = {"nats": [round(float(e), 3) for e in entropy],

@@ -232,11 +232,11 @@ async def attribution_page(page, url: str, session: int, timer: Timer) -> dict:
     if method == "gradcam":
         async def switch():
             await page.locator("[data-testid='stSelectbox']").filter(has_text="method").first.click()
-            await page.get_by_role("option", name=attribution.METHODS["gradcam"]).click()
+            await page.get_by_role("option", name=attribution.LABELS["gradcam"]).click()
             await page.wait_for_function(
                 "t => { const p = document.querySelectorAll('.js-plotly-plot')[0];"
                 " return !!p && p.innerText.includes(t); }",
-                arg=f"{attribution.METHODS['gradcam']} at {START_RES} px", timeout=TIMEOUT)
+                arg=f"{attribution.LABELS['gradcam']} at {START_RES} px", timeout=TIMEOUT)
             await settle(page)
         await timer.run("Attribution: Grad-CAM", switch())
     await assert_no_error(page, f"session {session} Attribution")

@@ -30,8 +30,10 @@ spec_of = {s.name: s for s in specs}
 patch = specs[0].patch_size
 pixels, resolution = shared.pick_image("att", patch, specs[0].train_res)
 method = st.selectbox("position method", list(positions.METHODS), format_func=positions.LABELS.get, key="att_method",
-                      help="How RoPE positions go beyond the training grid (formulas in rope_viz.positions). Try "
+                      help="native: positions as the model itself computes them (the default). The others change "
+                           "how RoPE positions go beyond the training grid (formulas in rope_viz.positions). Try "
                            "2-4x the training size to see what each changes; on the training grid they all agree.")
+shared.port_notes(specs)
 
 key = data.pixels_key(pixels)
 device = cached.get_device()

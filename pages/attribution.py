@@ -29,7 +29,7 @@ for spec in specs:
         st.error(models.classifier_note(spec, "an attribution target"))
         st.stop()
 patch = specs[0].patch_size
-method = st.selectbox("method", list(attribution.METHODS), format_func=attribution.METHODS.get, key="attr_method")
+method = st.selectbox("method", list(attribution.METHODS), format_func=attribution.LABELS.get, key="attr_method")
 pixels, resolution = shared.pick_image("attr", patch, specs[0].train_res, max_res=1024)
 
 c1, c2, c3, c4 = st.columns(4)
@@ -75,10 +75,10 @@ except RopeVizError as err:
 st.table(info, hide_index=True)
 for note in warnings:
     st.warning(note)
-signed = display == "signed" and method in ("ig", "occlusion")
+signed = display == "signed" and attribution.METHODS[method].signed
 maps = {label: (r["map"] if signed else abs(r["map"])) for label, r in panels.items()}
 st.plotly_chart(figures.fig_attribution_overlay(pixels, maps, signed, opacity,
-                                                f"{attribution.METHODS[method]} at {resolution} px"),
+                                                f"{attribution.LABELS[method]} at {resolution} px"),
                 key="attr_chart")
 if display == "signed" and not signed:
     st.caption("This method gives magnitudes only; shown as absolute values.")

@@ -187,8 +187,11 @@ methods = c1.multiselect("methods", list(positions.METHODS), default=["interpola
 method_grid = c2.slider("run on a grid of (patches per side)", 1, 8 * train_grid, 2 * train_grid,
                         key="freq_method_grid", help=f"Trained on {train_grid} x {train_grid}.")
 source_label = c3.selectbox("vectors of", labels, index=len(labels) - 1, key="freq_method_source")
-moved = {m: cached.get_method_freqs(heads[source_label], m, (method_grid, method_grid), (train_grid, train_grid))
-         for m in methods}
+# native: the head as its own model computes it on that grid (theory and the other kind: integer positions)
+native_head = cached.get_model_freqs(spec.name, method_grid, method_grid)[layer, head] \
+    if choice != THEORY and source_label == spec.family_label else None
+moved = {m: cached.get_method_freqs(heads[source_label], m, (method_grid, method_grid), (train_grid, train_grid),
+                                    native_head) for m in methods}
 st.plotly_chart(method_figures.fig_method_vectors(
     heads[source_label], {positions.LABELS[m]: f for m, (f, _) in moved.items()},
     title=f"{source_label}, layer {layer}, head {head}: {train_grid} x {train_grid} -> {method_grid} x {method_grid}"),

@@ -48,9 +48,10 @@ folder = c1.text_input("image folder (ImageFolder: one folder per class)", key="
     if data_kind == "image folder" else ""
 limit = int(c2.number_input("images per cell (N)", 10, 100_000, 500, step=100, key="res_limit",
                             help="The first N held-out scenes (seeds from 10,000,000), or the first N images."))
-methods = c3.multiselect("position methods (one curve each)", list(positions.METHODS), default=["extrapolate"],
+methods = c3.multiselect("position methods (one curve each)", list(positions.METHODS), default=[positions.DEFAULT_METHOD],
                          format_func=positions.LABELS.get, key="res_methods",
-                         help="How RoPE positions go beyond the training grid: extrapolate (the paper), interpolate, "
+                         help="How RoPE positions go beyond the training grid: native (as the model computes them), "
+                              "extrapolate (integer positions, the paper's naver models), interpolate, "
                               "NTK-aware, YaRN-2D, log-N logit scale, DINOv3-style normalised coordinates (formulas "
                               "in rope_viz.positions). Every method sees the same images. APE tables are always "
                               "resampled bicubically: the paper's plain way for naver and APE-only models, timm's antialiased "
@@ -63,6 +64,7 @@ st.caption(f"Resize policy: {policy}. Batches of 128, inference mode, fused atte
 if not chosen or not resolutions or not methods:
     st.info("Choose at least one model, one resolution and one position method.")
     st.stop()
+shared.port_notes([spec_of[name] for name in chosen])
 if data_kind == "image folder" and not dataset:
     st.info("Enter the path of an image folder on the machine running the app.")
     st.stop()

@@ -2,7 +2,7 @@
 import streamlit as st
 
 from rope_viz import models
-from rope_viz.app import cached, urlstate
+from rope_viz.app import cached, urlstate, views
 from rope_viz.scenes import data
 from rope_viz.errors import RopeVizError
 
@@ -140,3 +140,9 @@ def restore_choice(key: str, choices) -> None:
         except RopeVizError as err:
             st.warning(str(err))
             del st.session_state[key]
+
+
+def port_notes(specs) -> None:
+    """One sentence per chosen model whose timm port computes something other than its original code."""
+    for note in views.port_notes(specs):
+        st.info(note, icon=":material/info:")

@@ -183,8 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     sweep_p.add_argument("--resolutions", type=int, nargs="+", required=True, metavar="PX")
     sweep_p.add_argument("--data", default="shapes", help="shapes | shapes:canvas | PATH to an ImageFolder")
     sweep_p.add_argument("--limit", type=int, default=2000, help="images per cell (default 2000)")
-    sweep_p.add_argument("--position", default="extrapolate", choices=("extrapolate", "interpolate"),
-                         help="RoPE positions beyond the training grid (APE is always resampled)")
+    sweep_p.add_argument("--position", default=positions.DEFAULT_METHOD, choices=sweep.POSITION_MODES,
+                         help="RoPE positions beyond the training grid (default: native, as the model computes "
+                              "them; APE is always resampled)")
     sweep_p.add_argument("--method", nargs="+", choices=list(positions.METHODS), metavar="METHOD",
                          help="position methods, one curve each: " + ", ".join(positions.METHODS)
                               + " (default: --position's; formulas in rope_viz.positions)")

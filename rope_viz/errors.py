@@ -19,7 +19,7 @@ class InputError(RopeVizError):
 
 
 class FamilyError(RopeVizError):
-    """A model whose positional scheme this tool cannot read; one sentence for the UI (see families.py)."""
+    """A model whose positional scheme this tool cannot read; one sentence for the UI (see rope_viz/adapters)."""
 
 
 def check_options(given, valid, where: str) -> None:

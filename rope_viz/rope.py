@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from rope_viz.adapters import families
+from rope_viz import adapters
 from rope_viz.rotary.rope2d import (angles, apply_rope, axial_freqs, check_rope_config, compute_spectrum,
                                 grid_positions, mixed_freqs, similarity_kernel)
 
@@ -18,13 +18,13 @@ __all__ = ["axial_freqs", "mixed_freqs", "grid_positions", "angles", "apply_rope
 
 def model_freqs(module: torch.nn.Module, grid: tuple[int, int] | None = None) -> torch.Tensor | None:
     """The model's whole positional scheme in rad/patch for a patch grid (default: its training grid),
-    or None for APE-only models. Read by the model's family (rope_viz.families), never by its name;
+    or None for APE-only models. Read by the model's family (rope_viz.adapters), never by its name;
     grid-dependent for families with normalised positions (DINOv3, EVA-02, SBB, PE).
 
-    Raises families.FamilyError for position schemes this tool does not read.
+    Raises adapters.FamilyError for position schemes this tool does not read.
     Shapes: grid (gh, gw) -> (L, H, D/2, 2) float32, detached
     """
-    return families.model_freqs(module, grid)
+    return adapters.model_freqs(module, grid)
 
 
 def model_positions(module: torch.nn.Module, grid: tuple[int, int]) -> torch.Tensor:
@@ -33,4 +33,4 @@ def model_positions(module: torch.nn.Module, grid: tuple[int, int]) -> torch.Ten
 
     Shapes: -> (gh * gw, 2) float32, row-major
     """
-    return families.positions(module, grid)
+    return adapters.positions(module, grid)

@@ -1,7 +1,6 @@
 """Shared test fixtures: a loopback Streamlit server, small timm models, offline hub."""
 from __future__ import annotations
 
-import copy
 import os
 import socket
 import subprocess
@@ -13,7 +12,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from rope_viz import positions
 
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = ROOT / "tests" / "screenshots"
@@ -88,15 +86,3 @@ def bundled_dir(tmp_path_factory):
     for pos in models.POS_KINDS:
         write_bundled(directory, pos)
     return directory
-
-
-def non_fused_maps(module, x, method, grid):
-    """timm's own attention weights (non-fused path, read at attn_drop) under the same method."""
-    ref = copy.deepcopy(module)
-    maps = {}
-    for i, block in enumerate(ref.blocks):
-        block.attn.fused_attn = False
-        block.attn.attn_drop.register_forward_hook(lambda m, a, out, i=i: maps.__setitem__(i, out))
-    with positions.apply_method(ref, method, grid), torch.no_grad():
-        ref(x)
-    return [maps[i] for i in range(len(ref.blocks))]

@@ -6,32 +6,13 @@ import threading
 import pytest
 import torch
 
+import helpers
+from helpers import count_hooks, reference_attention
 from rope_viz import capture, models
 
 
 def tiny_model(pos: str, seed: int = 0, img_size: int = 32) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    arch = models.eva_architecture(pos, img_size=img_size, patch_size=8, embed_dim=32, depth=3, num_heads=2,
-                                   num_classes=4, init_values=None)
-    module = models.build_eva(arch).eval()
-    if getattr(module, "rope", None) is not None and hasattr(module.rope, "freqs"):
-        with torch.no_grad():  # learned-looking mixed frequencies, different per layer and head
-            module.rope.freqs.add_(0.3 * torch.randn_like(module.rope.freqs))
-    return module
-
-
-def reference_attention(module: torch.nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
-    """Every layer's attention weights from timm itself: non-fused path, read at attn_drop."""
-    import copy
-
-    ref = copy.deepcopy(module)
-    maps, handles = {}, []
-    for i, block in enumerate(ref.blocks):
-        block.attn.fused_attn = False
-        handles.append(block.attn.attn_drop.register_forward_hook(lambda m, a, out, i=i: maps.__setitem__(i, out)))
-    with torch.no_grad():
-        ref(x)
-    return [maps[i] for i in range(len(ref.blocks))]
+    return helpers.tiny_model(pos, seed, img_size, depth=3)  # three layers: rollout multiplies through them
 
 
 @pytest.mark.parametrize("pos", models.POS_KINDS)
@@ -70,10 +51,6 @@ def test_rope_is_really_applied_to_captured_q():
     handle.remove()
     torch.testing.assert_close(qk.q[:, 0].norm(dim=-1), pre["q"].norm(dim=-1), atol=1e-5, rtol=1e-5)
     assert not torch.allclose(qk.q[:, 0, :, 2:], pre["q"][:, :, 2:], atol=1e-3)  # but rotated
-
-
-def count_hooks(module: torch.nn.Module) -> int:
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in module.modules())
 
 
 def test_no_hook_remains_also_when_the_forward_raises():

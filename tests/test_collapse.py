@@ -1,13 +1,15 @@
 """The canvas-collapse measurements: scene variants, the position shift, the logit scale, the probe."""
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from rope_viz import capture, data, models
+from rope_viz import capture, data, models, positions
 from rope_viz.measure import collapse
 
 SEED = 10_000_004
@@ -41,9 +43,13 @@ def test_zero_shift_is_the_model_and_a_shift_moves_only_cls_attention(rope_axial
     x = rope_axial.normalise(data.render_batch([SEED], 96, "canvas")[0])
     module = rope_axial.module
     with torch.inference_mode():
-        assert torch.equal(collapse.with_shifted_positions(module, (0.0, 0.0))(x), module(x))  # timm's own rope
+        plain = module(x)
+        with collapse.shifted_positions(module, (0.0, 0.0), (12, 12)):
+            torch.testing.assert_close(module(x), plain, atol=1e-5, rtol=0)  # the model's own rotation
     base = capture.capture_qk(module, x)
-    moved = capture.capture_qk(collapse.with_shifted_positions(module, (4.0, 4.0)), x)
+    with collapse.shifted_positions(module, (4.0, 4.0), (12, 12)):
+        moved = capture.capture_qk(module, x)
+    assert sum(len(m._forward_pre_hooks) for m in module.modules()) == 0
     # Layer 0 sees the same patch tokens: patch-to-patch logits depend on p_a - p_b only ...
     logits = lambda qk: qk.q[:, 0, :, 1:] @ qk.k[:, 0, :, 1:].transpose(-2, -1)  # (B, H, P, P)
     assert torch.allclose(logits(base), logits(moved), atol=1e-3)
@@ -51,19 +57,23 @@ def test_zero_shift_is_the_model_and_a_shift_moves_only_cls_attention(rope_axial
     cls = lambda qk: qk.q[:, 0, :, :1] @ qk.k[:, 0, :, 1:].transpose(-2, -1)  # (B, H, 1, P)
     assert (cls(base) - cls(moved)).abs().max() > 0.1
     with pytest.raises(ValueError, match="Only RoPE models"):
-        collapse.with_shifted_positions(models.load_model("scenes-ape").module, (1.0, 1.0))
+        with collapse.shifted_positions(models.load_model("scenes-ape").module, (1.0, 1.0), (12, 12)):
+            pass
 
 
-def test_logit_scale_multiplies_q_and_leaves_no_hook(rope_axial):
+def test_log_n_scale_is_the_position_methods_and_counts_every_token(rope_axial):
     module = rope_axial.module
     x = rope_axial.normalise(data.render_batch([SEED], 64)[0])
     base = capture.capture_qk(module, x)
-    with collapse.logit_scale(module, 1.5):
+    with positions.scale_logits(module, 1.5):
         scaled = capture.capture_qk(module, x)
     assert all(not block.attn.q_norm._forward_hooks for block in module.blocks)
     # Layer 0 has the same input, so its queries are exactly 1.5 times larger.
     assert torch.allclose(scaled.q[:, 0], 1.5 * base.q[:, 0], atol=1e-5)
-    assert collapse.log_n_factor(128, 64, 8) == pytest.approx(math.log(257) / math.log(65))
+    # One definition of log-N: 256 patches + CLS at 128 px against 64 + CLS at 64 px.
+    assert collapse.log_n_scale(module, (16, 16), (8, 8)) == pytest.approx(math.log(257) / math.log(65))
+    assert positions.method_for_model(module, "log_n", (16, 16), (8, 8)).logit_scale == pytest.approx(
+        math.log(257) / math.log(65))
 
 
 def test_cls_entropy_is_the_entropy_of_the_cls_row(rope_axial):
@@ -101,3 +111,17 @@ def test_collapse_figure_has_one_bar_group_per_model():
     assert [t.name for t in fig.data] == ["a", "b"]
     assert list(fig.data[0].x) == [collapse.CONDITIONS["canvas"], collapse.CONDITIONS["log_n"]]
     assert fig.layout.yaxis.title.text == "top-1 (%)"
+
+
+def test_collapse_numbers_are_unchanged_on_100_scenes(monkeypatch):
+    """The log-N, shifted and shifted + log-N conditions go through the position methods and the adapters'
+    override now; on the first 100 held-out canvas scenes they give exactly the top-1 recorded with the
+    stand-in rope modules and collapse's own log-N factor they replace (collapse_100_before.json)."""
+    before = {(r["model"], r["condition"]): r["top1"]
+              for r in json.loads((Path(__file__).parent / "collapse_100_before.json").read_text())}
+    monkeypatch.setattr(collapse, "VARIANTS", ("canvas",))  # the conditions that changed all use the canvas
+    names = sorted({m for m, _ in before})
+    rows = collapse.collapse_rows([models.load_model(n) for n in names], resolution=128, limit=100)
+    got = {(r["model"], r["condition"]): r["top1"] for r in rows}
+    assert set(got) == {k for k in before if k[1] in ("canvas", "log_n") or k[1].startswith("shifted")}
+    assert got == {k: before[k] for k in got}

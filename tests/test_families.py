@@ -8,14 +8,16 @@ from __future__ import annotations
 import copy
 import threading
 
+import numpy as np
 import pytest
 import timm
 import torch
 from timm.layers import apply_rot_embed_cat
 from timm.models.gemma4_vit import apply_multidimensional_rope
 
-from conftest import non_fused_maps
-from rope_viz import capture, families, features, positions, rope
+from helpers import count_hooks, reference_attention
+from rope_viz import capture, families, features, models, positions, rope
+from rope_viz.app import views
 
 # The smallest timm model of every family, shrunk to two blocks of two heads (head_dim and the rope
 # configuration unchanged).
@@ -28,13 +30,28 @@ FAMILY_MODELS = {
     "dinov3": "vit_small_patch16_dinov3",
     "dinov3_qkvb": "vit_small_patch16_dinov3_qkvb",
     "gemma4": "gemma4_vit_167m_enc",
+    "gemma4_classifier": "gemma4_vit_167m",
+    "qwen3": "qwen3_vit_88m_enc",
+    "qwen3_classifier": "qwen3_vit_88m",
+    "deepseek": "deepseek_vit_412m_enc",
+    "deepseek_classifier": "deepseek_vit_412m",
     "ape": "deit3_small_patch16_224",
 }
 # Gemma4's encoder takes no dynamic_img_size (it patchifies any size) and its soft-token pool needs grids
-# divisible by 3, so it returns raw tokens here; head_dim is an argument of its own.
-FAMILY_KWARGS = {"gemma4": dict(head_dim=64, intermediate_size=256, global_pool="none")}
+# divisible by 3, so it returns raw tokens here; head_dim is an argument of its own. Qwen3's and DeepSeek's
+# encoders take any grid by themselves; without their projectors (global_pool '') odd grids run too.
+# Classifier wrappers keep their blocks under `.encoder`.
+FAMILY_KWARGS = {"gemma4": dict(head_dim=64, intermediate_size=256, global_pool="none"),
+                 "gemma4_classifier": dict(head_dim=64, intermediate_size=256, num_classes=5),
+                 "qwen3": dict(global_pool=""), "qwen3_classifier": dict(num_classes=5),
+                 "deepseek": dict(global_pool=""), "deepseek_classifier": dict(num_classes=5)}
 ROPE_FAMILIES = [k for k in FAMILY_MODELS if k != "ape"]
-TIMM_ROPE_FAMILIES = [k for k in ROPE_FAMILIES if k != "gemma4"]  # a `rope` module with get_embed
+TIMM_ROPE_FAMILIES = [k for k in ROPE_FAMILIES if not k.startswith("gemma4")]  # a `rope` module with get_embed
+
+
+def family_key(key: str) -> str:
+    """The adapter a table entry belongs to: variants and classifier wrappers share their encoder's."""
+    return key.removesuffix("_qkvb").removesuffix("_classifier")
 _BUILT: dict[str, torch.nn.Module] = {}
 
 
@@ -46,8 +63,8 @@ def family_model(key: str) -> torch.nn.Module:
         module = timm.create_model(FAMILY_MODELS[key], pretrained=False, depth=2, embed_dim=128, num_heads=2,
                                    **kwargs).eval()  # head_dim 64 as in every original
         with torch.no_grad():
-            if hasattr(getattr(module, "rope", None), "freqs"):
-                module.rope.freqs.add_(0.3 * torch.randn_like(module.rope.freqs))
+            if hasattr(getattr(families.body_of(module), "rope", None), "freqs"):
+                families.body_of(module).rope.freqs.add_(0.3 * torch.randn_like(families.body_of(module).rope.freqs))
             for name, p in module.named_parameters():
                 if "token" in name or name.endswith("bias"):  # random CLS/registers: prefix tokens matter
                     p.normal_(0, 0.5)
@@ -68,7 +85,7 @@ SCALES = [1, 2]  # two resolutions of each
 @pytest.mark.parametrize("key", ROPE_FAMILIES)
 def test_family_is_read_from_modules(key):
     module = family_model(key)
-    assert families.family_of(module).key == key.replace("_qkvb", "")
+    assert families.family_of(module).key == family_key(key)
 
 
 def test_ape_family_and_prefix_tokens():
@@ -88,7 +105,7 @@ def test_apply_rope_of_model_freqs_equals_timm_rotation(key, grid, scale):
     freqs = rope.model_freqs(module, grid)  # (L, H, D/2, 2)
     pos = rope.model_positions(module, grid)
     half = families.convention(module, grid).pairs == "half"
-    embed = module.rope.get_embed(shape=list(grid))  # timm's own: (N, 2D) or (L, H, N, 2D)
+    embed = families.body_of(module).rope.get_embed(shape=list(grid))  # timm's own: (N, 2D) or (L, H, N, 2D)
     L, H, half_dim, _ = freqs.shape
     x = torch.randn(2, H, grid[0] * grid[1], 2 * half_dim)
     for layer in range(L):
@@ -132,11 +149,8 @@ def test_gemma4_freqs_are_the_hand_derived_ladder_and_family_facts():
     assert families.train_grid(module) == (48, 48)  # timm's input_size 768 px / 16 px patches
     family = families.family_of(module)
     assert family.pos(module) == "rope_axial_ape" and family.display(module) == "Gemma4 + APE"
-    classifier = timm.create_model("gemma4_vit_167m", pretrained=False, depth=1, embed_dim=64, num_heads=1,
-                                   head_dim=64, intermediate_size=64, num_classes=3)
-    assert families.family_of(classifier.encoder).key == "gemma4"
-    with pytest.raises(families.FamilyError, match="Gemma4VitClassifier wraps its Gemma4 encoder .Gemma4VitEncoder."):
-        families.family_of(classifier)  # not unwrapped: every page reads blocks at the top level
+    classifier = family_model("gemma4_classifier")
+    assert families.family_of(classifier).key == "gemma4" and families.body_of(classifier) is classifier.encoder
 
 
 def test_normalised_families_depend_on_the_grid_and_offsets_are_theirs():
@@ -190,26 +204,6 @@ def test_override_touches_only_the_calling_thread_and_checks_the_grid():
             pass
 
 
-def count_hooks(module: torch.nn.Module) -> int:
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in module.modules())
-
-
-def reference_attention(module, x, freqs=None, grid=None):
-    """timm's own non-fused attention weights, read at attn_drop (under an override when given)."""
-    ref = copy.deepcopy(module)
-    maps = {}
-    for i, block in enumerate(ref.blocks):
-        block.attn.fused_attn = False
-        block.attn.attn_drop.register_forward_hook(lambda m, a, out, i=i: maps.__setitem__(i, out))
-    with torch.no_grad():
-        if freqs is None:
-            ref(x)
-        else:
-            with families.override_freqs(ref, freqs, grid):
-                ref(x)
-    return [maps[i] for i in range(len(ref.blocks))]
-
-
 @pytest.mark.parametrize("key", list(FAMILY_MODELS))
 @pytest.mark.parametrize("grid", GRIDS)
 def test_captured_attention_equals_timm_non_fused(key, grid):
@@ -231,7 +225,7 @@ def test_capture_inside_override_records_the_overridden_rotation(key):
     freqs = rope.model_freqs(module, grid) * 0.5
     with families.override_freqs(module, freqs, grid):
         qk = capture.capture_qk(module, x)
-    reference = reference_attention(module, x, freqs, grid)
+    reference = reference_attention(module, x, grid=grid, freqs=freqs)
     plain = reference_attention(module, x)
     for layer, ref in enumerate(reference):
         assert (capture.attention_map(qk, layer) - ref).abs().max().item() < 1e-5
@@ -251,7 +245,7 @@ def test_gemma4_capture_under_every_method_equals_non_fused(method):
     x = torch.rand(1, 3, 6 * 16, 9 * 16)
     with positions.apply_method(module, method, (6, 9)):
         qk = capture.capture_qk(module, x)
-    for layer, ref in enumerate(non_fused_maps(module, x, method, (6, 9))):
+    for layer, ref in enumerate(reference_attention(module, x, method, (6, 9))):
         assert (capture.attention_map(qk, layer) - ref).abs().max().item() < 1e-5
     assert count_hooks(module) == 0
     if method in ("interpolate", "log_n"):  # the method reached the model: attention moved
@@ -292,3 +286,39 @@ def test_gemma4_soft_token_encoder_needs_a_multiple_of_its_pool():
     qk = capture.capture_qk(module, torch.rand(1, 3, 48, 96))
     assert qk.grid == (3, 6) and qk.q.shape == (1, 1, 1, 18, 64) and qk.scale == 1.0
     assert features.compute_patch_features(module, torch.rand(1, 3, 48, 96)).shape == (1, 3, 6, 64)
+
+
+@pytest.mark.parametrize("key", ["dinov3", "eva02", "pe", "sbb"])
+def test_default_capture_at_twice_the_training_grid_is_the_models_own_attention(key):
+    """The Attention page's default (native) is what the model computes; extrapolate is not, for these."""
+    module = family_model(key)
+    th, tw = families.train_grid(module)
+    patch = patch_of(module)
+    spec = models.ModelSpec(name=key, source="local", pos="rope_axial", patch_size=patch, train_res=th * patch,
+                            num_classes=0, class_names=(), mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
+    loaded = models.LoadedModel(module=module, spec=spec)
+    pixels = np.random.default_rng(0).integers(0, 256, (2 * th * patch, 2 * tw * patch, 3), dtype=np.uint8)
+    x = loaded.normalise(torch.tensor(pixels).permute(2, 0, 1)[None])
+    reference = reference_attention(module, x)
+    native = views.capture_image(loaded, pixels)  # the page's default method
+    extrapolated = views.capture_image(loaded, pixels, "extrapolate")
+    for layer, ref in enumerate(reference):
+        assert (capture.attention_map(native, layer) - ref).abs().max().item() < 1e-5
+    assert (extrapolated.q - native.q).abs().max().item() > 0.1  # post-RoPE q the model never computes
+    assert count_hooks(module) == 0
+
+
+def test_qwen3_and_deepseek_specs_name_their_family_and_qwen3s_table():
+    from rope_viz.models.specs import describe_module
+
+    qwen_enc, qwen_cls = (describe_module(family_model(k)) for k in ("qwen3", "qwen3_classifier"))
+    deep_enc, deep_cls = (describe_module(family_model(k)) for k in ("deepseek", "deepseek_classifier"))
+    for info in (qwen_enc, qwen_cls):
+        assert (info["family"], info["pos"], info["family_label"]) == ("qwen3", "rope_axial_ape", "Qwen3-VL ViT + APE")
+        assert info["ape_resample"] == "own" and info["num_prefix_tokens"] == 0 and info["train_res"] == 768
+    for info in (deep_enc, deep_cls):
+        assert (info["family"], info["pos"], info["family_label"]) == ("deepseek", "rope_axial", "DeepSeek ViT")
+        assert info["ape_resample"] == "" and info["train_res"] == 546
+    # Qwen3's projector merges 2 x 2 patches: an odd grid is one sentence, not timm's assertion.
+    with pytest.raises(families.FamilyError, match="multiple of 32 px; 48 x 64 px is not"):
+        families.check_image_size(timm.create_model("qwen3_vit_88m_enc", pretrained=False, depth=1), 48, 64)

@@ -9,7 +9,7 @@ import torch
 
 from rope_viz import attribution, capture, models, sweep
 from rope_viz.runtime import locking
-from test_capture import count_hooks, tiny_model
+from helpers import count_hooks, tiny_model
 
 
 class CaptureHeldMidForward:
@@ -78,17 +78,6 @@ def test_copy_model_waits_for_a_capture_and_carries_no_hooks(hooks_at_copy):
     assert count_hooks(private) == 0  # and hooks others keep (the pause hook here) stay behind
     for a, b in zip(private.parameters(), module.parameters()):
         assert torch.equal(a, b) and a.data_ptr() != b.data_ptr()
-
-
-def test_interpolated_sweep_copy_waits_for_a_capture(hooks_at_copy):
-    module = tiny_model("rope_axial")
-    spec = models.ModelSpec(name="t", source="bundled", pos="rope_axial", patch_size=8, train_res=32,
-                            num_classes=4, class_names=tuple("abcd"))
-    loaded = models.LoadedModel(module=module, spec=spec)
-    with CaptureHeldMidForward(module) as held:
-        private = copy_in_thread(lambda: sweep.with_positions(loaded, "interpolate"), held)
-    assert private is not module and hooks_at_copy == [held.own_hooks] and count_hooks(private) == 0
-    assert isinstance(private.rope, sweep.InterpolatedRope) and not isinstance(module.rope, sweep.InterpolatedRope)
 
 
 def test_gradcam_copy_waits_for_a_capture(monkeypatch, hooks_at_copy):

@@ -8,19 +8,8 @@ import pytest
 import timm
 import torch
 
-from conftest import non_fused_maps
+from helpers import count_hooks, reference_attention, tiny_model
 from rope_viz import capture, models, positions, sweep
-
-
-def tiny_model(pos: str, seed: int = 0) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    arch = models.eva_architecture(pos, img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2,
-                                   num_classes=4, init_values=None)
-    module = models.build_eva(arch).eval()
-    if getattr(module, "rope", None) is not None and hasattr(module.rope, "freqs"):
-        with torch.no_grad():  # learned-looking mixed frequencies, different per layer and head
-            module.rope.freqs.add_(0.3 * torch.randn_like(module.rope.freqs))
-    return module
 
 
 def forward(module, x):
@@ -44,9 +33,9 @@ def test_captured_attention_under_every_method_equals_non_fused(pos, method, req
     x = torch.randn(1, 3, 8 * patch, 6 * patch)  # an 8 x 6 grid (tiny models trained on 4 x 4, EVA-02 on 16 x 16)
     with positions.apply_method(module, method, (8, 6)):
         qk = capture.capture_qk(module, x)
-    for layer, ref in enumerate(non_fused_maps(module, x, method, (8, 6))):
+    for layer, ref in enumerate(reference_attention(module, x, method, (8, 6))):
         torch.testing.assert_close(capture.attention_map(qk, layer), ref, atol=1e-5, rtol=0)
-    assert sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in module.modules()) == 0
+    assert count_hooks(module) == 0
 
 
 def test_methods_change_what_they_should():
@@ -57,14 +46,14 @@ def test_methods_change_what_they_should():
     for method in ("interpolate", "ntk", "yarn", "log_n"):
         with positions.apply_method(module, method, (8, 8)):
             assert not torch.allclose(forward(module, x), plain, atol=1e-4), method
-    # Interpolation through the registry equals the sweep's private interpolated copy.
-    loaded = models.LoadedModel(module=module, spec=None)
-    copy_ = sweep.InterpolatedRope(module, (4, 4))
-    private = copy.deepcopy(module)
-    private.rope = copy_
-    with positions.apply_method(module, "interpolate", (8, 8)):
-        torch.testing.assert_close(forward(module, x), forward(private, x), atol=1e-5, rtol=1e-5)
-    assert loaded.module is module
+    # Interpolation through the adapter's override equals timm's own reference-grid RoPE (EVA's scheme)
+    # on a private copy of an axial model.
+    axial = tiny_model("rope_axial")
+    private = copy.deepcopy(axial)
+    private.rope.ref_feat_shape = (4, 4)  # timm rescales indices onto the 4 x 4 training grid
+    with positions.apply_method(axial, "interpolate", (8, 8)):
+        torch.testing.assert_close(forward(axial, x), forward(private, x), atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(forward(axial, x), forward(private, x), atol=1e-4)
 
 
 @pytest.mark.parametrize("arch,res,method", [
@@ -108,10 +97,10 @@ def test_other_threads_are_untouched_while_a_method_is_applied():
 
 def test_unknown_method_names_the_choices_and_leaves_no_hook():
     module = tiny_model("rope_mixed")
-    with pytest.raises(positions.PositionMethodError, match="valid: extrapolate, interpolate"):
+    with pytest.raises(positions.PositionMethodError, match="valid: native, extrapolate, interpolate"):
         with positions.apply_method(module, "stretch", (8, 8)):
             pass
-    assert sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in module.modules()) == 0
+    assert count_hooks(module) == 0
 
 
 def test_sweep_methods_one_row_each_on_the_same_images(tmp_path, monkeypatch):
@@ -125,15 +114,15 @@ def test_sweep_methods_one_row_each_on_the_same_images(tmp_path, monkeypatch):
                                 methods=["extrapolate", "interpolate", "log_n"])
     assert [(r["method"], r["position"], r["resolution"], r["n"]) for r in rows] == [
         (m, m, r, 12) for m in ("extrapolate", "interpolate", "log_n") for r in (32, 64)]
-    # Every method is the model itself on the training grid; at 64 px interpolate equals the private copy.
+    # Every method is the model itself on the training grid; at 64 px interpolate equals applying it by hand.
     assert len({(r["correct1"], r["correct5"]) for r in rows if r["resolution"] == 32}) == 1
     loaded = models.load_model("m-mixed")
     images, labels = data.scene_tensors(data.EVAL_SEEDS[:12], 64)
-    copy_counts = sweep.count_correct(sweep.with_positions(loaded, "interpolate"), images, labels,
-                                      loaded.spec.mean, loaded.spec.std, "cpu")
-    assert (rows[3]["correct1"], rows[3]["correct5"]) == copy_counts[:2]
+    with positions.apply_method(loaded.module, "interpolate", (8, 8), (4, 4)):
+        by_hand = sweep.count_correct(loaded.module, images, labels, loaded.spec.mean, loaded.spec.std, "cpu")
+    assert (rows[3]["correct1"], rows[3]["correct5"]) == by_hand[:2]
     assert sweep.rows_to_csv(rows).splitlines()[0].endswith(",seconds,method")
-    with pytest.raises(positions.PositionMethodError, match="valid: extrapolate"):
+    with pytest.raises(positions.PositionMethodError, match="valid: native, extrapolate"):
         sweep.accuracy_sweep(["m-mixed"], [32], methods=["stretch"])
 
 

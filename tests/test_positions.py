@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from timm.layers import RotaryEmbeddingCat, apply_rot_embed_cat
 
+from helpers import count_hooks
 from rope_viz import capture, positions, rope
 from rope_viz.errors import RopeVizError
 
@@ -103,7 +104,7 @@ def test_log_n_scale_and_it_equals_sdpa_with_that_scale():
     rows = torch.stack([capture.attention_rows(qk, i)[:, 0] for i in range(N)], dim=2)  # (B, H, N, N)
     expected = F.scaled_dot_product_attention(q[:, 0], k[:, 0], v, scale=D ** -0.5 * out.logit_scale)
     torch.testing.assert_close(rows @ v, expected, rtol=1e-5, atol=1e-5)
-    with pytest.raises(positions.PositionMethodError, match="at least 2 patches"):
+    with pytest.raises(positions.PositionMethodError, match="at least 2 tokens"):
         positions.log_n(axial(), (4, 4), (1, 1))
 
 
@@ -120,7 +121,7 @@ def test_normalised_separate_is_interpolate_and_max_keeps_aspect():
 
 
 def test_factory_names_the_valid_choices():
-    with pytest.raises(ValueError, match="valid: extrapolate, interpolate, ntk, yarn, log_n, normalised") as err:
+    with pytest.raises(ValueError, match="valid: native, extrapolate, interpolate, ntk, yarn, log_n, normalised") as err:
         positions.compute_positions("stretch", axial(), (8, 8), (4, 4))
     assert isinstance(err.value, RopeVizError)
     with pytest.raises(TypeError, match="valid: alpha, beta"):
@@ -161,4 +162,4 @@ def test_scale_logits_equals_non_fused_attention_with_that_scale_and_leaves_no_h
     for layer in range(2):
         torch.testing.assert_close(capture.attention_map(qk, layer), maps[layer], atol=1e-5, rtol=0)
     torch.testing.assert_close(qk.logits, logits, atol=1e-5, rtol=1e-5)  # fused SDPA forward = non-fused
-    assert sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in module.modules()) == 0
+    assert count_hooks(module) == 0

@@ -35,6 +35,7 @@ EXPECTED_FAMILY = {
     "vit_base_patch16_dinov3.lvd1689m": "dinov3",
     "vit_small_patch16_224.augreg_in21k_ft_in1k": "ape", "vit_base_patch16_224.augreg2_in21k_ft_in1k": "ape",
     "gemma4_vit_167m_enc.gemma4_e4b_it": "gemma4",
+    "qwen3_vit_88m_enc.qwen3_5_0_8b": "qwen3", "deepseek_vit_412m_enc.deepseek_v4_1_flash": "deepseek",
 }
 
 

@@ -6,7 +6,7 @@ from PIL import Image
 import pytest
 
 from conftest import write_bundled
-from rope_viz import data, models, sweep
+from rope_viz import data, models, positions, rope, sweep
 
 
 @pytest.fixture
@@ -91,18 +91,17 @@ def test_cancel_keeps_finished_cells_and_cache_is_reused(scene_models):
     assert loads == [] and [r["top1"] for r in again] == [r["top1"] for r in rows]
 
 
-def test_interpolated_rope_equals_timm_on_the_training_grid_and_scales_beyond_it(scene_models):
+def test_interpolate_puts_patches_at_training_positions(scene_models):
     loaded = models.load_model("s-rope_mixed")
-    module = sweep.with_positions(loaded, "interpolate")
-    assert module is not loaded.module and loaded.module.rope is not module.rope  # the shared model is untouched
-    torch.testing.assert_close(module.rope.get_embed(shape=(4, 4)), loaded.module.rope.get_embed(shape=(4, 4)))
-    emb = module.rope.get_embed(shape=(8, 8))  # (L, H, N, 2D): positions 0, 0.5, ..., 3.5
-    reference = loaded.module.rope.get_embed(shape=(4, 4))
-    # Patch (x=4, y=2) of the 8 x 8 grid sits at position (2, 1) of the 4 x 4 training grid.
-    torch.testing.assert_close(emb[:, :, 2 * 8 + 4], reference[:, :, 1 * 4 + 2])
-    assert sweep.with_positions(models.load_model("s-ape"), "interpolate") is not None
-    with pytest.raises(sweep.SweepError, match="valid: extrapolate, interpolate"):
-        sweep.with_positions(loaded, "stretch")
+    train = rope.model_freqs(loaded.module, (4, 4))  # (L, H, D/2, 2)
+    moved = positions.method_for_model(loaded.module, "interpolate", (8, 8), (4, 4)).freqs
+    angles8 = rope.angles(moved, rope.model_positions(loaded.module, (8, 8)))  # (L, H, 64, D/2)
+    angles4 = rope.angles(train, rope.model_positions(loaded.module, (4, 4)))  # (L, H, 16, D/2)
+    # Patch (x=4, y=2) of the 8 x 8 grid turns as position (2, 1) of the 4 x 4 training grid.
+    torch.testing.assert_close(angles8[:, :, 2 * 8 + 4], angles4[:, :, 1 * 4 + 2])
+    assert positions.method_for_model(loaded.module, "native", (8, 8)) is None  # the model's own forward
+    with pytest.raises(sweep.SweepError, match="valid: native, extrapolate, interpolate"):
+        sweep.evaluate_cell(loaded, 32, position="stretch")
 
 
 def test_csv_has_the_documented_columns(scene_models):
@@ -110,4 +109,4 @@ def test_csv_has_the_documented_columns(scene_models):
     header, line = sweep.rows_to_csv(rows).splitlines()
     assert header.split(",")[:9] == ["model", "resolution", "requested", "mode", "position", "ape_resample", "top1",
                                      "top5", "n"]
-    assert line.startswith("s-ape,32,32,zoom,extrapolate,timm,")  # a bundled card measured the timm way
+    assert line.startswith("s-ape,32,32,zoom,native,timm,")  # the default method; a bundled card measured the timm way

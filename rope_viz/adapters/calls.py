@@ -2,7 +2,7 @@
 
 timm's EvaAttention / AttentionRope take one `rope` tensor, cat(sin, cos), and hold q, k as
 (B, H, N, D); Gemma4Attention takes (rope_cos, rope_sin) positionally, shared by all heads, and holds
-q, k as (B, N, H, D). A family names its call (families.Family.call); capture and override_freqs
+q, k as (B, N, H, D). An adapter names its call (Adapter.call); capture and override_freqs
 read, build, replace and apply rotations through it only.
 """
 from __future__ import annotations
@@ -41,6 +41,10 @@ class RopeCall:
 
     def replace(self, args, kwargs, rope):
         return args, {**kwargs, "rope": rope}
+
+    def tokens(self, args, kwargs) -> int:
+        """Tokens in this forward (prefix included): x is (B, N, C)."""
+        return int(args[0].shape[1])
 
     def build(self, freqs_layer: torch.Tensor, pos: torch.Tensor, pairs: str):
         """The rotation argument for one layer. Shapes: freqs_layer (H, D/2, 2), pos (N, 2)"""

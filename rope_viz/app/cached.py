@@ -121,7 +121,7 @@ def get_input_image(source: str, value: str, resolution: int, raw: bytes | None 
                    lambda: data.input_image(source, value, resolution, raw))
 
 
-def get_capture(name: str, device: str, pixels_key: str, pixels: np.ndarray, method: str = "extrapolate"):
+def get_capture(name: str, device: str, pixels_key: str, pixels: np.ndarray, method: str = "native"):
     """(QK, logits (C,)) for one model and image under a position method (rope_viz.positions): one forward,
     shared read-only by every session."""
     loaded = get_model(name, device)
@@ -132,7 +132,7 @@ def get_capture(name: str, device: str, pixels_key: str, pixels: np.ndarray, met
 
 
 def get_attention_panels(name: str, device: str, key: str, pixels: np.ndarray, view: str, layer: int, head: int,
-                         qx: int, qy: int, fusion: str, method: str = "extrapolate") -> dict[str, np.ndarray]:
+                         qx: int, qy: int, fusion: str, method: str = "native") -> dict[str, np.ndarray]:
     qk, _ = get_capture(name, device, key, pixels, method)
     return _shared(("panels", name, device, key, view, layer, head, qx, qy, fusion, method),
                    lambda: views.attention_panels(qk, view, layer, head, (qx, qy), fusion),
@@ -140,7 +140,7 @@ def get_attention_panels(name: str, device: str, key: str, pixels: np.ndarray, v
 
 
 def get_attention_stats(name: str, device: str, key: str, pixels: np.ndarray,
-                        method: str = "extrapolate") -> dict[str, np.ndarray]:
+                        method: str = "native") -> dict[str, np.ndarray]:
     """Mean attention distance (patches) and entropy (nats) per layer and head. Shapes: (L, H) each"""
     qk, _ = get_capture(name, device, key, pixels, method)
     return _shared(("stats", name, device, key, method), lambda: views.attention_stats(qk),
@@ -203,7 +203,7 @@ _copy_link = st.components.v2.component(
 
 
 def get_explorer_payload(names: list[str], labels: list[str], device: str, key: str, pixels: np.ndarray, layer: int,
-                         patch: int, state: dict, method: str = "extrapolate") -> bytes:
+                         patch: int, state: dict, method: str = "native") -> bytes:
     """The explorer's bytes: the image and `layer`'s q and k of each model under a position method
     (already captured, shared)."""
     captures = {label: get_capture(name, device, key, pixels, method)[0] for name, label in zip(names, labels)}
@@ -259,7 +259,8 @@ def get_stability(names: tuple[str, ...], resolutions: tuple[int, ...], n_images
 # ---------------------------------------------------------------- position methods
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def get_method_freqs(freqs_head: np.ndarray, method: str, grid: tuple[int, int],
-                     train_grid: tuple[int, int]) -> tuple[np.ndarray, float]:
-    """(freqs (D/2, 2) on `grid`, logit scale) of one head's training-grid freqs under a position method."""
-    return positions.method_head_freqs(freqs_head, method, grid, train_grid)
+def get_method_freqs(freqs_head: np.ndarray, method: str, grid: tuple[int, int], train_grid: tuple[int, int],
+                     native_head: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """(freqs (D/2, 2) on `grid`, logit scale) of one head's training-grid freqs under a position method
+    (`native_head`: the head's own vectors on `grid`, for methods that start from them)."""
+    return positions.method_head_freqs(freqs_head, method, grid, train_grid, native_head)

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from rope_viz import rope
-from rope_viz.adapters import families
+from rope_viz import adapters
 from rope_viz.measure import capture, positions
 from rope_viz.measure.tables import to_csv  # noqa: F401  (pages call views.to_csv)
 from rope_viz.runtime import memory
@@ -19,14 +19,14 @@ THEORY_MIXED_THETA = 10.0  # naver RoPE-Mixed initialisation
 def axial_vs_mixed(family_key: str, freqs: np.ndarray, seed: int = 0, label: str = "") -> dict[str, np.ndarray]:
     """Pair a model's freqs with the other RoPE kind at the same size, for side-by-side views.
 
-    Decided by the model's family (rope_viz.families), not by its name: a model with fixed axial
+    Decided by the model's family (rope_viz.adapters), not by its name: a model with fixed axial
     frequencies (naver RoPE-Axial, EVA-02, SBB, PE, DINOv3) is shown beside the mixed initialisation it
     could have had, a learned mixed model beside the axial frequencies of the same head_dim.
     Shapes: freqs (L, H, D/2, 2) -> same per entry
     """
-    family = families.get_family(family_key)
+    family = adapters.get_family(family_key)
     if not family.has_rope:
-        raise families.FamilyError(f"{family.label} models have no rotary frequencies.")
+        raise adapters.FamilyError(f"{family.label} models have no rotary frequencies.")
     L, H, half, _ = freqs.shape
     head_dim = 2 * half
     name = label or family.label
@@ -39,7 +39,7 @@ def axial_vs_mixed(family_key: str, freqs: np.ndarray, seed: int = 0, label: str
 
 def family_facts(family_key: str) -> dict:
     """What the pages need to know about a family: {label, learned, grid_dependent, about}."""
-    family = families.get_family(family_key)
+    family = adapters.get_family(family_key)
     return {"label": family.label, "learned": family.learned, "grid_dependent": family.grid_dependent,
             "about": family.about}
 
@@ -98,12 +98,12 @@ ATTENTION_VIEWS = {
 
 def capture_bytes(loaded, resolution: int, batch: int = 1) -> int:
     """Bytes a kept capture of a square image holds (its q and k, fp32)."""
-    module, patch = loaded.module, loaded.spec.patch_size
-    tokens = (resolution // patch) ** 2 + int(module.num_prefix_tokens)
-    return memory.qk_bytes(batch, len(module.blocks), tokens, int(module.embed_dim))
+    body, patch = adapters.body_of(loaded.module), loaded.spec.patch_size
+    tokens = (resolution // patch) ** 2 + adapters.prefix_tokens(body)["total"]
+    return memory.qk_bytes(batch, len(body.blocks), tokens, int(body.embed_dim))
 
 
-def capture_image(loaded, pixels: np.ndarray, method: str = "extrapolate") -> capture.QK:
+def capture_image(loaded, pixels: np.ndarray, method: str = "native") -> capture.QK:
     """One forward of a model on one image under a position method (rope_viz.positions; the calling
     thread only), keeping q, k and the logits on the CPU (to be cached and shared).
 
@@ -155,3 +155,13 @@ def top_k(logits, class_names, k: int = 5) -> list[dict]:
     values, indices = probs.topk(min(k, probs.numel()))
     return [{"rank": r + 1, "class": class_names[i], "probability %": round(100 * float(v), 2)}
             for r, (v, i) in enumerate(zip(values.tolist(), indices.tolist()))]
+
+
+def port_notes(specs) -> list[str]:
+    """'<model>: <sentence>' for every spec whose family's timm port differs from its original code."""
+    notes = []
+    for spec in specs:
+        adapter = adapters.get_adapter(spec.family)
+        if adapter.port_note:
+            notes.append(f"{spec.name}: {adapter.port_note}")
+    return notes

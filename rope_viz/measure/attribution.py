@@ -10,30 +10,21 @@ block's output with a hook, works on a private copy.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
 from captum.attr import IntegratedGradients, LayerGradCam, NoiseTunnel, Occlusion, Saliency
 from timm.layers import RotaryEmbeddingMixed
 
-from rope_viz import models, rope
+from rope_viz import adapters, models, rope
 from rope_viz.measure import capture
 from rope_viz.runtime import memory
 from rope_viz.errors import InputError, check_options
 from rope_viz.runtime.locking import copy_model
 
-METHODS = {
-    "ig": "Integrated Gradients",
-    "saliency": "Saliency (|gradient|)",
-    "smoothgrad": "SmoothGrad (noise tunnel over saliency)",
-    "occlusion": "Occlusion (one patch at a time)",
-    "gradcam": "Grad-CAM on a block",
-    "rollout": "Attention rollout (no gradients)",
-}
-
-
-# Every option `attribute` knows, with its default; options of other methods are accepted and unused,
+# Every option a method knows, with its default; options of other methods are accepted and unused,
 # so one set of settings (the Attribution page's) serves every method. Anything else is a TypeError.
 OPTIONS = {
     "ig": {"steps": None, "max_steps": 512, "tolerance": 0.01, "internal_batch_size": 16, "baseline": "mean",
@@ -95,8 +86,7 @@ def _module(loaded_or_module) -> torch.nn.Module:
 
 
 def _patch(module) -> int:
-    p = module.patch_embed.patch_size
-    return int(p[0] if isinstance(p, (tuple, list)) else p)
+    return adapters.patch_size(adapters.body_of(module))[0]
 
 
 def attribute(loaded, x: torch.Tensor, method: str, target=None, **options) -> Attribution:
@@ -117,6 +107,7 @@ def attribute(loaded, x: torch.Tensor, method: str, target=None, **options) -> A
     check_options(options, ALL_OPTIONS, "attribute()")
     if method not in METHODS:
         raise InputError(f"Unknown attribution method {method!r}; valid: {', '.join(METHODS)}.")
+    record = METHODS[method]
     _check_values(options)
     module = _module(loaded)
     B, _, H, W = x.shape
@@ -126,46 +117,52 @@ def attribute(loaded, x: torch.Tensor, method: str, target=None, **options) -> A
     with torch.no_grad():
         logits = module(x).float()  # (B, C): picks the target, and the page shows its probabilities
     target = logits.argmax(-1) if target is None else torch.as_tensor(target, device=x.device).expand(B)
-    gh, gw = H // p, W // p
-    x = x.detach().clone().requires_grad_(method in ("ig", "saliency", "smoothgrad"))
+    x = x.detach().clone().requires_grad_(record.needs_grad and record.unit == "pixel")
+    own = {k: options[k] for k in record.options if k in options}
+    with torch.enable_grad() if record.needs_grad else torch.no_grad():
+        result = record.fn(module, x, target, p, **own)
+    result.logits = logits
+    return result
 
-    if method == "rollout":
-        qk = capture.capture_qk(module, x)
-        rows = capture.rollout(qk, options.get("head_fusion", "mean"))  # (B, N, N)
-        source = 0 if qk.num_prefix_tokens else (qk.num_tokens // 2)
-        return Attribution(method, None, capture.to_grid(qk, rows[:, source]), None, target, signed=False,
-                           logits=logits)
 
-    with torch.enable_grad():
-        if method == "ig":
-            result = integrated_gradients(module, x, target, **{k: options[k] for k in OPTIONS["ig"] if k in options})
-            result.logits = logits
-            return result
-        if method == "saliency":
-            raw = Saliency(module).attribute(x, target=target, abs=True)
-            return Attribution(method, raw, raw.amax(1), None, target, signed=False, logits=logits)
-        if method == "smoothgrad":
-            tunnel = NoiseTunnel(Saliency(module))
-            raw = tunnel.attribute(x, nt_type="smoothgrad", nt_samples=int(options.get("samples", 16)),
-                                   nt_samples_batch_size=int(options.get("samples", 16)),
-                                   stdevs=float(options.get("stdev", 0.15)), target=target, abs=True)
-            return Attribution(method, raw, raw.amax(1), None, target, signed=False, logits=logits)
-        if method == "occlusion":
-            raw = Occlusion(module).attribute(x, sliding_window_shapes=(3, p, p), strides=(3, p, p),
-                                              baselines=0.0, target=target,
-                                              perturbations_per_eval=int(options.get("batch", 16)))
-            return Attribution(method, raw, raw[:, 0, ::p, ::p].contiguous(), None, target, signed=True,
-                               logits=logits)
-        # gradcam
-        private = copy_model(module)  # the tap is a module swap: never on the shared model
-        block = options.get("block")
-        index = len(private.blocks) - 1 if block is None else int(block)
-        if not 0 <= index < len(private.blocks):
-            raise InputError(f"Block {index} is outside 0..{len(private.blocks) - 1}.")
-        tapped = _TappedBlock(private.blocks[index], private.num_prefix_tokens, lambda: (gh, gw))
-        private.blocks[index] = tapped
-        cam = LayerGradCam(private, tapped.tap).attribute(x, target=target, relu_attributions=True)  # (B, 1, gh, gw)
-        return Attribution(method, None, cam[:, 0].detach(), None, target, signed=False, logits=logits)
+# ---------------------------------------------------------------- the methods, one function each
+
+def _rollout(module, x, target, patch: int, head_fusion: str = "mean") -> "Attribution":
+    qk = capture.capture_qk(module, x)
+    rows = capture.rollout(qk, head_fusion)  # (B, N, N)
+    source = 0 if qk.num_prefix_tokens else (qk.num_tokens // 2)
+    return Attribution("rollout", None, capture.to_grid(qk, rows[:, source]), None, target, signed=False)
+
+
+def _saliency(module, x, target, patch: int) -> "Attribution":
+    raw = Saliency(module).attribute(x, target=target, abs=True)
+    return Attribution("saliency", raw, raw.amax(1), None, target, signed=False)
+
+
+def _smoothgrad(module, x, target, patch: int, samples: int = 16, stdev: float = 0.15) -> "Attribution":
+    tunnel = NoiseTunnel(Saliency(module))
+    raw = tunnel.attribute(x, nt_type="smoothgrad", nt_samples=int(samples), nt_samples_batch_size=int(samples),
+                           stdevs=float(stdev), target=target, abs=True)
+    return Attribution("smoothgrad", raw, raw.amax(1), None, target, signed=False)
+
+
+def _occlusion(module, x, target, patch: int, batch: int = 16) -> "Attribution":
+    raw = Occlusion(module).attribute(x, sliding_window_shapes=(3, patch, patch), strides=(3, patch, patch),
+                                      baselines=0.0, target=target, perturbations_per_eval=int(batch))
+    return Attribution("occlusion", raw, raw[:, 0, ::patch, ::patch].contiguous(), None, target, signed=True)
+
+
+def _gradcam(module, x, target, patch: int, block: int | None = None) -> "Attribution":
+    gh, gw = x.shape[-2] // patch, x.shape[-1] // patch
+    private = copy_model(module)  # the tap is a module swap: never on the shared model
+    body = adapters.body_of(private)
+    index = len(body.blocks) - 1 if block is None else int(block)
+    if not 0 <= index < len(body.blocks):
+        raise InputError(f"Block {index} is outside 0..{len(body.blocks) - 1}.")
+    tapped = _TappedBlock(body.blocks[index], adapters.prefix_tokens(body)["total"], lambda: (gh, gw))
+    body.blocks[index] = tapped
+    cam = LayerGradCam(private, tapped.tap).attribute(x, target=target, relu_attributions=True)  # (B, 1, gh, gw)
+    return Attribution("gradcam", None, cam[:, 0].detach(), None, target, signed=False)
 
 
 def _check_values(options: dict) -> None:
@@ -219,6 +216,42 @@ def integrated_gradients(module: torch.nn.Module, x: torch.Tensor, target: torch
                        capped=steps is None and not within)
 
 
+@dataclass(frozen=True)
+class AttributionMethod:
+    """One attribution algorithm (as captum keeps one class per algorithm).
+
+    fn: (module, x (B, 3, H, W), target (B,), patch px, **options) -> Attribution; options: the ones it
+    reads, with defaults; signed: whether its map carries a sign; needs_grad: whether it differentiates
+    through the model (pixel methods with respect to the input); unit: "pixel" (map (B, H, W)) or
+    "patch" (map (B, gh, gw)).
+    """
+
+    name: str
+    label: str
+    fn: Callable[..., Attribution]
+    options: dict = field(default_factory=dict)
+    signed: bool = False
+    needs_grad: bool = True
+    unit: str = "pixel"
+
+
+def _integrated_gradients(module, x, target, patch: int, **options) -> Attribution:
+    return integrated_gradients(module, x, target, **options)
+
+
+METHODS: dict[str, AttributionMethod] = {m.name: m for m in (
+    AttributionMethod("ig", "Integrated Gradients", _integrated_gradients, OPTIONS["ig"], signed=True),
+    AttributionMethod("saliency", "Saliency (|gradient|)", _saliency, OPTIONS["saliency"]),
+    AttributionMethod("smoothgrad", "SmoothGrad (noise tunnel over saliency)", _smoothgrad, OPTIONS["smoothgrad"]),
+    AttributionMethod("occlusion", "Occlusion (one patch at a time)", _occlusion, OPTIONS["occlusion"], signed=True,
+                      needs_grad=False, unit="patch"),
+    AttributionMethod("gradcam", "Grad-CAM on a block", _gradcam, OPTIONS["gradcam"], unit="patch"),
+    AttributionMethod("rollout", "Attention rollout (no gradients)", _rollout, OPTIONS["rollout"], needs_grad=False,
+                      unit="patch"),
+)}
+LABELS = {name: m.label for name, m in METHODS.items()}
+
+
 def ig_columns(steps: int | None, delta: float | None, logit_gap: float | None) -> dict:
     """The table columns that say how far IG can be trusted; empty for other methods (delta None)."""
     if delta is None:
@@ -259,7 +292,7 @@ def randomized_copy(loaded, seed: int = 0) -> torch.nn.Module:
     spec = loaded.spec
     module = models.build_module(spec).eval().requires_grad_(False)
     gen = torch.Generator().manual_seed(int(seed))
-    rope_module = getattr(module, "rope", None)
+    rope_module = getattr(adapters.body_of(module), "rope", None)
     mixed = rope_module if isinstance(rope_module, RotaryEmbeddingMixed) else None
     with torch.no_grad():
         for parameter_name, param in module.named_parameters():
@@ -292,8 +325,8 @@ def explain(loaded, pixels: np.ndarray, method: str, target: int | None = None, 
     x = loaded.normalise(torch.tensor(pixels).permute(2, 0, 1)[None])  # (1, 3, R, R)
     options = {"steps": steps, "mean": loaded.spec.mean, "std": loaded.spec.std}
     if block >= 0:
-        options["block"] = min(block, len(loaded.module.blocks) - 1)
-    with memory.out_of_memory_as_error(f"{METHODS[method] if method in METHODS else method} on {loaded.spec.name}"):
+        options["block"] = min(block, len(adapters.body_of(loaded.module).blocks) - 1)
+    with memory.out_of_memory_as_error(f"{LABELS.get(method, method)} on {loaded.spec.name}"):
         result = attribute(loaded, x, method, target=target, **options)
     probs = result.logits[0].softmax(-1)  # (C,)
     return {"map": result.map[0].detach().float().cpu().numpy(), "target": int(result.target[0]),

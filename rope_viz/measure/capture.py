@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
-from rope_viz import rope
-from rope_viz.adapters import families
+from rope_viz import adapters
+from rope_viz.rotary import rope2d
 from rope_viz.runtime import memory
 from rope_viz.errors import RopeVizError
 from rope_viz.runtime.locking import model_lock
@@ -55,17 +55,18 @@ def _unwrap(loaded_or_module) -> torch.nn.Module:
 
 
 def patch_size_of(module: torch.nn.Module) -> int:
-    patch = module.patch_embed.patch_size
-    return int(patch[0] if isinstance(patch, (tuple, list)) else patch)
+    """The patch side in pixels (square patches), from the module's adapter body."""
+    return adapters.patch_size(adapters.body_of(module))[0]
 
 
 def estimate_capture_bytes(module: torch.nn.Module, batch: int, height: int, width: int) -> int:
     """Bytes a capture needs: stored q and k (fp32) plus the forward's own activations."""
-    patch = patch_size_of(module)
-    tokens = (height // patch) * (width // patch) + module.num_prefix_tokens
-    width_ = module.embed_dim
-    depth = len(module.blocks)
-    heads = module.blocks[0].attn.num_heads
+    body = adapters.body_of(module)
+    ph, pw = adapters.patch_size(body)
+    tokens = (height // ph) * (width // pw) + int(getattr(body, "num_prefix_tokens", 0))
+    width_ = body.embed_dim
+    depth = len(body.blocks)
+    heads = body.blocks[0].attn.num_heads
     stored = 2 * batch * depth * tokens * width_ * 4
     forward = 4 * batch * tokens * width_ * 8
     per_map = 4 * batch * heads * min(tokens, ROW_CHUNK) * tokens  # one chunk of attention rows
@@ -84,21 +85,24 @@ def check_capture_memory(module: torch.nn.Module, batch: int, height: int, width
 def capture_qk(loaded_or_module, images: torch.Tensor) -> QK:
     """Run one forward and keep every layer's post-RoPE q and k (prefix tokens unrotated, as in timm).
 
-    Works for every family in rope_viz.families (naver, EVA-02, SBB, PE, DINOv3, Gemma4, APE-only):
-    prefix tokens (CLS and registers) stay unrotated and patches are rotated with the rotation argument
-    the attention actually receives (`rope`, or Gemma4's rope_cos/rope_sin), in its own pair layout, so
-    a capture inside families.override_freqs records the overridden rotation.
+    Works for every family in rope_viz.adapters (naver, EVA-02, SBB, PE, DINOv3, Gemma 4, Qwen3, DeepSeek,
+    APE-only), classifier wrappers included: the adapter is resolved once; prefix tokens (CLS, registers)
+    stay unrotated and patches are rotated with the rotation argument the attention actually receives
+    (`rope`, or Gemma 4's rope_cos/rope_sin), in its own pair layout, so a capture inside
+    adapters.override_freqs records the overridden rotation.
     Shapes: images (B, 3, H, W) already normalised -> QK with q, k (B, L, H, N, D)
     """
     module = _unwrap(loaded_or_module)
+    resolved = adapters.resolve(module)
+    adapter, body = resolved.adapter, resolved.body
     B, _, height, width = images.shape
-    patch = patch_size_of(module)
-    if height % patch or width % patch:
-        raise CaptureError(f"Image size {height} x {width} px is not a multiple of the patch size ({patch} px).")
-    families.check_image_size(module, height, width)
+    ph, pw = adapters.patch_size(body)
+    if height % ph or width % pw:
+        raise CaptureError(f"Image size {height} x {width} px is not a multiple of the patch size ({ph} px).")
+    adapter.check_image_size(body, height, width)
     check_capture_memory(module, B, height, width, images.device)
-    npt = int(module.num_prefix_tokens)
-    call = families.rope_call(module)  # how each attention receives its rotation and lays out q/k
+    npt = adapter.prefix_tokens(body)["total"]
+    call = adapter.call  # how each attention receives its rotation and lays out q/k
     owner = threading.get_ident()
     rope_of, qs, ks = {}, {}, {}
 
@@ -113,13 +117,13 @@ def capture_qk(loaded_or_module, images: torch.Tensor) -> QK:
             if threading.get_ident() != owner:
                 return  # another session's forward through the shared model
             # rotate exactly as the model's attention does: (B, H, N, D), prefix tokens unrotated
-            store[index] = call.rotate(module.blocks[index].attn, output.detach(), rope_of.get(index)).float()
+            store[index] = call.rotate(body.blocks[index].attn, output.detach(), rope_of.get(index)).float()
         return hook
 
     with model_lock(module):
         handles = []
         try:
-            for i, block in enumerate(module.blocks):
+            for i, block in enumerate(body.blocks):
                 attn = block.attn
                 if not (hasattr(attn, "q_norm") and hasattr(attn, "k_norm")):
                     raise CaptureError(f"{type(attn).__name__} has no q_norm/k_norm to read q and k from.")
@@ -131,13 +135,13 @@ def capture_qk(loaded_or_module, images: torch.Tensor) -> QK:
         finally:
             for handle in handles:
                 handle.remove()
-    depth = len(module.blocks)
+    depth = len(body.blocks)
     if len(qs) != depth or len(ks) != depth:
         raise CaptureError(f"Captured {len(qs)} of {depth} layers; the model's attention does not call q_norm/k_norm.")
     q = torch.stack([qs[i] for i in range(depth)], dim=1)  # (B, L, H, N, D)
     k = torch.stack([ks[i] for i in range(depth)], dim=1)
-    scale = call.scale(module.blocks[0].attn, q.shape[-1])
-    return QK(q=q, k=k, grid=(height // patch, width // patch), num_prefix_tokens=npt, scale=scale,
+    scale = call.scale(body.blocks[0].attn, q.shape[-1])
+    return QK(q=q, k=k, grid=(height // ph, width // pw), num_prefix_tokens=npt, scale=scale,
               logits=logits.float())
 
 
@@ -200,7 +204,7 @@ def rollout(qk: QK, head_fusion: str = "mean", layers: int | None = None) -> tor
 
 def patch_distances(grid: tuple[int, int], device=None) -> torch.Tensor:
     """Euclidean distance in patches between every pair of patches. Shapes: -> (P, P), P = gh * gw"""
-    pos = rope.grid_positions(*grid).to(device)  # (P, 2)
+    pos = rope2d.grid_positions(*grid).to(device)  # (P, 2)
     return torch.cdist(pos, pos)
 
 
@@ -209,7 +213,7 @@ def mean_attention_distance(qk: QK) -> torch.Tensor:
     patch queries. Attention to prefix tokens has no position: it is left out and the rest renormalised.
     Shapes: -> (B, L, H)"""
     npt, N = qk.num_prefix_tokens, qk.num_tokens
-    pos = rope.grid_positions(*qk.grid).to(qk.q.device)  # (P, 2); distances per chunk, never all P x P
+    pos = rope2d.grid_positions(*qk.grid).to(qk.q.device)  # (P, 2); distances per chunk, never all P x P
     out = []
     for layer in range(qk.num_layers):
         total = 0

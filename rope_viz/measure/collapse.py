@@ -11,7 +11,7 @@ accuracy it recovers measures one candidate cause:
   canvas, so the labelled pair is at the patch positions seen in training (top left: 0..7) or at
   positions never seen (bottom right: 8..15 at 128 px).
 An inference-time logit scale (log N / log N_train on q, the log-N scaling of long-context LLMs)
-tests attention dilution; cls_attention_entropy gives the dilution itself. ShiftedRope subtracts a
+tests attention dilution; cls_attention_entropy gives the dilution itself. shifted_positions subtracts a
 constant from every patch position: patch-to-patch attention is unchanged (it depends on p_a - p_b
 only), so any change comes from the one unrotated token, CLS: its logits with a patch,
 q_cls . R(p) k_p and (R(p) q_p) . k_cls, depend on the patch's absolute position p.
@@ -20,15 +20,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 
 import numpy as np
 import torch
 
-from rope_viz import rope
-from rope_viz.measure import capture, sweep
+from rope_viz import adapters
+from rope_viz.measure import capture, positions, sweep
 from rope_viz.scenes import data
-from rope_viz.runtime.locking import copy_model
 
 VARIANTS = ("canvas", "no_outer_distractors", "empty_surround", "pair_top_left", "pair_bottom_right")
 
@@ -76,52 +74,22 @@ def variant_tensors(seeds, resolution: int, variant: str) -> tuple[torch.Tensor,
     return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous(), torch.tensor(labels)
 
 
-class ShiftedRope(sweep.InterpolatedRope):
-    """Stands in for a timm rope module: the model's frequencies at positions p - offset (patches, (x, y)).
-
-    timm's embedding layout, as sweep.InterpolatedRope. Shapes: get_embed -> (N, 2D) axial, (L, H, N, 2D) mixed
-    """
-
-    def __init__(self, module: torch.nn.Module, offset: tuple[float, float]):
-        super().__init__(module, train_grid=(1, 1))
-        self.offset = offset
-
-    def get_embed(self, shape=None, dtype=None) -> torch.Tensor:
-        gh, gw = shape
-        positions = rope.grid_positions(gh, gw).to(self.freqs.device) - torch.tensor(self.offset)  # (N, 2)
-        angles = rope.angles(self.freqs, positions).repeat_interleave(2, dim=-1)  # (..., N, D)
-        return torch.cat([angles.sin(), angles.cos()], dim=-1).to(dtype or torch.float32)
-
-
-def with_shifted_positions(module: torch.nn.Module, offset: tuple[float, float]) -> torch.nn.Module:
-    """A private copy of a RoPE model whose patch positions are shifted by -offset (the model is untouched)."""
-    if getattr(module, "rope", None) is None:
-        raise ValueError("Only RoPE models have positions to shift; this model has none.")
-    shifted = copy_model(module)
-    shifted.rope = ShiftedRope(module, offset)
-    return shifted
-
-
 @contextlib.contextmanager
-def logit_scale(module: torch.nn.Module, factor: float):
-    """Multiply every layer's queries by `factor` inside the context (hooks on q_norm, removed on exit).
-
-    With factor = log N / log N_train this is the log-N attention scaling: softmax(factor q.k / sqrt(D))
-    keeps the attention as peaked over N tokens as it was over N_train.
+def shifted_positions(module: torch.nn.Module, offset: tuple[float, float], grid: tuple[int, int]):
+    """Within the context, the calling thread's forwards of a RoPE model at `grid` rotate patch p at
+    p - offset (patches, (x, y)) with the model's own frequencies, through its adapter's override
+    (the one way positions change; the shared model is untouched).
     """
-    handles = [block.attn.q_norm.register_forward_hook(lambda m, args, out: out * factor) for block in module.blocks]
-    try:
+    if not adapters.adapter_of(module).has_rope:
+        raise ValueError("Only RoPE models have positions to shift; this model has none.")
+    freqs = adapters.model_freqs(module, grid)  # (L, H, D/2, 2) as the model computes them on this grid
+    with adapters.override_freqs(module, freqs, grid, shift=(-offset[0], -offset[1])):
         yield module
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
-def log_n_factor(resolution: int, train_res: int, patch_size: int, prefix_tokens: int = 1) -> float:
-    """log N / log N_train, N counting every token the CLS query attends to."""
-    n = (resolution // patch_size) ** 2 + prefix_tokens
-    n_train = (train_res // patch_size) ** 2 + prefix_tokens
-    return math.log(n) / math.log(n_train)
+def log_n_scale(module: torch.nn.Module, grid: tuple[int, int], train_grid: tuple[int, int]) -> float:
+    """The log-N logit scale of rope_viz.positions (log N / log N_train, every token a query attends to)."""
+    return positions.method_for_model(module, "log_n", grid, train_grid).logit_scale
 
 
 def cls_attention_entropy(loaded, images: torch.Tensor, batch_size: int = 16) -> torch.Tensor:
@@ -203,16 +171,16 @@ def collapse_rows(loaded_models, resolution: int = 128, limit: int = 200, progre
             return round(100 * hits / n, 1)
 
         results = {v: top1(module, v) for v in VARIANTS}
-        factor = log_n_factor(resolution, spec.train_res, spec.patch_size)
-        with logit_scale(copy_model(module), factor) as scaled:
-            results["log_n"] = top1(scaled, "canvas")
-        if getattr(module, "rope", None) is not None:
+        grid, train = (resolution // spec.patch_size,) * 2, (spec.train_res // spec.patch_size,) * 2
+        with positions.apply_method(module, "log_n", grid, train):
+            results["log_n"] = top1(module, "canvas")
+        if adapters.adapter_of(module).has_rope:
             offset = ((resolution - spec.train_res) / 2 / spec.patch_size,) * 2
-            shifted = with_shifted_positions(module, offset)
-            results["shifted_positions"] = top1(shifted, "canvas")
-            # The two causes together: after scale augmentation neither alone brings RoPE models back.
-            with logit_scale(shifted, factor):
-                results["shifted_log_n"] = top1(shifted, "canvas")
+            with shifted_positions(module, offset, grid):
+                results["shifted_positions"] = top1(module, "canvas")
+                # The two causes together: after scale augmentation neither alone brings RoPE models back.
+                with positions.scale_logits(module, log_n_scale(module, grid, train)):
+                    results["shifted_log_n"] = top1(module, "canvas")
         rows += [{"model": spec.name, "condition": c, "top1": results[c], "n": limit} for c in CONDITIONS if c in results]
         if progress is not None:
             progress(i + 1, len(loaded_models))

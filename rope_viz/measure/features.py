@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from rope_viz import models
-from rope_viz.adapters import families
+from rope_viz import adapters
 from rope_viz.scenes import data
 from rope_viz.errors import RopeVizError
 
@@ -38,11 +38,10 @@ def compute_patch_features(loaded_or_module, images: torch.Tensor) -> torch.Tens
     """
     module = getattr(loaded_or_module, "module", loaded_or_module)
     B, _, height, width = images.shape
-    patch = module.patch_embed.patch_size
-    patch = int(patch[0] if isinstance(patch, (tuple, list)) else patch)
+    patch = adapters.patch_size(adapters.body_of(module))[0]
     if height % patch or width % patch:
         raise FeatureError(f"Image size {height} x {width} px is not a multiple of the patch size ({patch} px).")
-    families.check_image_size(module, height, width)
+    adapters.check_image_size(module, height, width)
     gh, gw = height // patch, width // patch
     with torch.inference_mode():
         tokens = module.forward_features(images)  # (B, N, C), N = prefix + gh * gw

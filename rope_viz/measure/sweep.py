@@ -5,10 +5,10 @@ Cells are independent, so a sweep can be cancelled and resumed, and finished cel
 
 Eval sets and their resize policy live in rope_viz.measure.evalsets (re-exported here).
 
-Position handling beyond the training grid: any method of rope_viz.positions (extrapolate, the
-paper's default; interpolate, ntk, yarn, log_n, normalised), applied through the family registry
-inside the forward (rope_viz.positions.apply_method), never by changing the shared model. The
-legacy `position` argument ("extrapolate" | "interpolate") names the same two methods. APE tables
+Position handling beyond the training grid: any method of rope_viz.positions (native, the model's own
+and the default; extrapolate, the paper's; interpolate, ntk, yarn, log_n, normalised), applied through
+the model's adapter inside the forward (rope_viz.positions.apply_method), never by changing the shared
+model. The legacy `position` argument ("native" | "extrapolate" | "interpolate") names the same methods. APE tables
 are resampled bicubically to the new grid under every method: the paper's way (no antialias) for
 naver and APE-only models, timm's antialiased way otherwise (rope_viz.ape; the CSV's ape_resample);
 on APE-only models only a method's logit scale applies.
@@ -23,7 +23,7 @@ from typing import Callable, MutableMapping
 import torch
 
 from rope_viz import models
-from rope_viz.adapters import calls as rope_calls, families
+from rope_viz import adapters
 from rope_viz.errors import InputError
 from rope_viz.measure import capture, positions, tables
 from rope_viz.measure.distributed import SINGLE, Shard, max_over_processes, sum_counts
@@ -31,58 +31,11 @@ from rope_viz.measure.evalsets import (IMAGE_SUFFIXES, RESIZE_POLICY, EvalSet, S
                                        eval_images, folder_class_index, folder_samples, load_folder_batch,
                                        parse_dataset)
 from rope_viz.models import ape
-from rope_viz.rotary import rope2d as rope_math
 from rope_viz.runtime import memory
-from rope_viz.runtime.locking import copy_model, key_lock
+from rope_viz.runtime.locking import key_lock
 from rope_viz.scenes import data
 
-POSITION_MODES = ("extrapolate", "interpolate")
-
-
-# ---------------------------------------------------------------- position handling
-
-class InterpolatedRope(torch.nn.Module):
-    """Stands in for a timm rope module: the family's frequencies at the training grid, positions
-    scaled to the training grid.
-
-    On a g x g grid trained at t x t, patch (x, y) gets position (x * t / g, y * t / g) (plus the
-    family's offset at the training grid), so the angles span the range seen in training. Produces
-    timm's own embedding layout (rope_viz.families.rope_embed): (L, H, N, 2D) for models with per-layer
-    frequencies (timm's `rope_mixed`), (H, N, 2D) otherwise.
-    """
-
-    call = rope_calls.ROPE_KWARG  # timm's `rope` argument, for capture (families.rope_call)
-
-    def __init__(self, module: torch.nn.Module, train_grid: tuple[int, int]):
-        super().__init__()
-        freqs = families.model_freqs(module, train_grid)  # (L, H, D/2, 2) rad/patch at the training grid
-        self.per_layer = bool(getattr(module, "rope_mixed", False))  # timm indexes one table per block
-        self.register_buffer("freqs", freqs if self.per_layer else freqs[:1], persistent=False)
-        self.offset = families.convention(module, train_grid).offset
-        self.half = families.convention(module, train_grid).pairs == "half"
-        self.train_grid = train_grid
-
-    def get_embed(self, shape=None, dtype=None) -> torch.Tensor:
-        gh, gw = shape
-        th, tw = self.train_grid
-        positions = rope_math.grid_positions(gh, gw).to(self.freqs.device)  # (N, 2) as (x, y)
-        positions = positions * torch.tensor([tw / gw, th / gh], device=positions.device)
-        positions = positions + torch.tensor(self.offset, device=positions.device)
-        embeds = torch.stack([families.rope_embed(f, positions, self.half) for f in self.freqs])  # (L', H, N, 2D)
-        return (embeds if self.per_layer else embeds[0]).to(dtype or torch.float32)
-
-
-def with_positions(loaded: models.LoadedModel, position: str) -> torch.nn.Module:
-    """The module to evaluate: the model itself, or a private copy whose RoPE interpolates."""
-    if position not in POSITION_MODES:
-        raise SweepError(f"Unknown position handling {position!r}; valid: {', '.join(POSITION_MODES)}.")
-    module = loaded.module
-    if position == "extrapolate" or getattr(module, "rope", None) is None:
-        return module
-    module = copy_model(module)  # the loaded model may be shared: never change it; copy it under its lock
-    grid = loaded.spec.train_res // loaded.spec.patch_size
-    module.rope = InterpolatedRope(module, (grid, grid))
-    return module
+POSITION_MODES = ("native", "extrapolate", "interpolate")
 
 
 # ---------------------------------------------------------------- memory
@@ -97,8 +50,9 @@ def estimate_forward_bytes(module: torch.nn.Module, batch: int, resolution: int,
     """A rough upper bound on inference memory for one batch: the residual stream and the MLP's
     hidden layer (4x) at fp32, plus one layer's attention scores where SDPA falls back to them."""
     tokens = (resolution // patch_size) ** 2 + 1
-    width = module.embed_dim
-    heads = module.blocks[0].attn.num_heads
+    body = adapters.body_of(module)
+    width = body.embed_dim
+    heads = body.blocks[0].attn.num_heads
     return 4 * batch * (tokens * width * 8 + heads * tokens * tokens)
 
 
@@ -135,7 +89,7 @@ def count_correct(module: torch.nn.Module, images: torch.Tensor, labels: torch.T
 
 
 def evaluate_cell(loaded: models.LoadedModel, resolution: int, dataset: str = "shapes", limit: int = 2000,
-                  position: str = "extrapolate", batch_size: int = 128, module=None, shard: Shard = SINGLE,
+                  position: str = positions.DEFAULT_METHOD, batch_size: int = 128, module=None, shard: Shard = SINGLE,
                   method: str | None = None) -> dict:
     """One sweep cell: top-1/top-5 (percent) of a model at one resolution.
 
@@ -209,7 +163,7 @@ def cell_key(model: str, resolution: int, dataset: str, limit: int, position: st
 
 
 def accuracy_sweep(model_names, resolutions, dataset: str = "shapes", limit: int = 2000, device: str | None = None,
-                   position: str = "extrapolate", batch_size: int = 128,
+                   position: str = positions.DEFAULT_METHOD, batch_size: int = 128,
                    progress: Callable[[int, int, dict], None] | None = None,
                    should_stop: Callable[[], bool] | None = None,
                    cache: MutableMapping | None = None, load=models.load_model, shard: Shard = SINGLE,
@@ -278,7 +232,7 @@ def attention_sweep(model_names, resolutions, dataset: str = "shapes", limit: in
                     should_stop: Callable[[], bool] | None = None, load=models.load_model) -> list[dict]:
     """Mean attention distance (patches) and entropy (nats) per layer, averaged over heads and `limit` images.
 
-    Extrapolated positions only (what the model does by itself). Returns one row per model x resolution x
+    The model's own positions (native). Returns one row per model x resolution x
     layer: {model, resolution, mode, layer, distance, entropy, n}.
     """
     device = device or models.default_device()

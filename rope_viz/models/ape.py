@@ -20,11 +20,13 @@ import torch
 import torch.nn.functional as F
 from timm.layers import resample_abs_pos_embed
 
+from rope_viz import adapters
 from rope_viz.errors import RopeVizError
 
 APE_RESAMPLING = {
     "paper": "plain bicubic, no antialias (F.interpolate, align_corners=False), as naver's rope-vit code",
     "timm": "antialiased bicubic (timm's resample_abs_pos_embed default)",
+    "own": "the model's own resampling in its forward (Qwen3-VL: bilinear, align_corners=True)",
 }
 _PAPER_WAY = contextvars.ContextVar("rope_viz_ape_paper_way", default=False)
 
@@ -56,6 +58,7 @@ def set_ape_resampling(module: torch.nn.Module, mode: str) -> None:
     """
     if mode not in APE_RESAMPLING:
         raise RopeVizError(f"Unknown APE resampling {mode!r}; valid: {', '.join(APE_RESAMPLING)}.")
+    module = adapters.body_of(module)
     if mode == "paper":
         module._pos_embed = types.MethodType(_paper_pos_embed, module)
     else:
@@ -65,6 +68,7 @@ def set_ape_resampling(module: torch.nn.Module, mode: str) -> None:
 
 def ape_resampling_of(module: torch.nn.Module) -> str:
     """'paper', 'timm', or '' for models without an APE table."""
+    module = adapters.body_of(module)
     if getattr(module, "pos_embed", None) is None:
         return ""
     return getattr(module, "rope_viz_ape_resample", "timm")

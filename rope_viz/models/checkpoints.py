@@ -15,7 +15,7 @@ from pathlib import Path
 import safetensors.torch
 import torch
 
-from rope_viz.adapters import families
+from rope_viz import adapters
 from rope_viz.models.specs import ModelLoadError
 
 
@@ -58,8 +58,9 @@ def unwrap(state: dict) -> dict:
 def _what(module: torch.nn.Module) -> str:
     """The module's position scheme in words, e.g. 'naver RoPE-Axial' (from its family)."""
     try:
-        return families.family_of(module).display(module)
-    except families.FamilyError:
+        resolved = adapters.resolve(module)
+        return resolved.adapter.display(resolved.body)
+    except adapters.FamilyError:
         return type(module).__name__
 
 

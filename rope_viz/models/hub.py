@@ -22,7 +22,7 @@ import torch
 from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
 from timm.data import ImageNetInfo, infer_imagenet_subset, resolve_model_data_config
 
-from rope_viz.adapters import families
+from rope_viz import adapters
 from rope_viz.models import specs
 from rope_viz.models.specs import ModelLoadError, ModelSpec, describe_module
 
@@ -49,6 +49,8 @@ FAMILY_MODELS = (
     "vit_small_patch16_224.augreg_in21k_ft_in1k",
     "vit_base_patch16_224.augreg2_in21k_ft_in1k",
     "gemma4_vit_167m_enc.gemma4_e4b_it",
+    "qwen3_vit_88m_enc.qwen3_5_0_8b",
+    "deepseek_vit_412m_enc.deepseek_v4_1_flash",
 )
 HUB_MODELS = PAPER_MODELS + FAMILY_MODELS
 
@@ -98,7 +100,7 @@ def compute_hub_spec(name: str) -> ModelSpec:
 
 # Building a module on the meta device still runs timm's weight init (about 0.5 s per model), so
 # specs are kept on disk, keyed on timm's version and on the code that derives them.
-_SPEC_CODE = (Path(__file__).parent / "hub.py", Path(families.__file__), Path(specs.__file__))
+_SPEC_CODE = (Path(__file__).parent / "hub.py", Path(specs.__file__), *sorted(Path(adapters.__file__).parent.glob("*.py")))
 _DISK_LOCK = threading.Lock()
 
 

@@ -3,7 +3,7 @@
 Every source ends in the same place: a timm model built with dynamic_img_size=True, a state
 dict read safely (rope_viz.checkpoints), converted by timm's own checkpoint filter, loaded
 strictly, its APE resampling set (rope_viz.ape), and put in eval mode. A model's family, position
-kind and prefix tokens come from its modules (rope_viz.families), never from its name.
+kind and prefix tokens come from its modules (rope_viz.adapters), never from its name.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import torch
 from timm.data import resolve_model_data_config
 from timm.models.eva import Eva
 
-from rope_viz.adapters import families
+from rope_viz import adapters
 from rope_viz.models import ape
 from rope_viz.scenes import data
 from rope_viz.models.checkpoints import convert_checkpoint, fit_state, load_state_into, read_state_dict, unwrap
@@ -245,7 +245,7 @@ def build_module(spec: ModelSpec) -> torch.nn.Module:
     if spec.source == "bundled":
         return build_eva(spec.card["architecture"])
     head = spec.num_classes if spec.head_size is None else spec.head_size
-    sized = {} if families.get_family(spec.family).any_size else {"img_size": spec.train_res, "dynamic_img_size": True}
+    sized = {} if adapters.get_family(spec.family).any_size else {"img_size": spec.train_res, "dynamic_img_size": True}
     return timm.create_model(spec.arch.split(".")[0], pretrained=False, num_classes=head,
                              **{**sized, **dict(spec.build_kwargs)})
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from rope_viz.adapters import families
+from rope_viz import adapters
 from rope_viz.errors import InputError, RopeVizError
 
 POS_KINDS = ("ape", "rope_axial", "rope_mixed", "rope_axial_ape", "rope_mixed_ape")
@@ -47,7 +47,7 @@ class ModelSpec:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     card: dict = field(default_factory=dict, repr=False, compare=False, hash=False)
-    family: str = "naver_axial"  # families.FAMILIES key
+    family: str = "naver_axial"  # adapters.FAMILIES key
     family_label: str = ""  # e.g. "DINOv3", "naver RoPE-Mixed + APE"
     num_prefix_tokens: int = 1  # CLS + registers, never rotated
     num_registers: int = 0
@@ -55,7 +55,7 @@ class ModelSpec:
     mean_std_source: str = ""  # where mean/std came from, e.g. "timm pretrained_cfg"
     interpolation: str = "bicubic"
     crop_pct: float = 1.0
-    ape_resample: str = ""  # "paper" | "timm" | "" (no APE table); see rope_viz.ape
+    ape_resample: str = ""  # "paper" | "timm" | "own" (the model's own code) | "" (no APE table); see rope_viz.ape
     embed_dim: int = 0
     depth: int = 0
     num_heads: int = 0
@@ -80,18 +80,17 @@ class ModelSpec:
 
 def describe_module(module: torch.nn.Module) -> dict:
     """ModelSpec fields read from a built module (any device, meta included): family, pos, tokens, shapes."""
-    family = families.family_of(module)
-    tokens = families.prefix_tokens(module)
-    patch = module.patch_embed.patch_size
-    _, grid_w = families.train_grid(module)
-    has_ape = getattr(module, "pos_embed", None) is not None
-    default_ape = "paper" if family.key in PAPER_APE_FAMILIES else "timm"
-    return dict(family=family.key, family_label=family.display(module), pos=family.pos(module),
-                num_prefix_tokens=tokens["total"], num_registers=tokens["registers"],
-                patch_size=int(patch[0] if isinstance(patch, (tuple, list)) else patch),
-                train_res=int(grid_w * (patch[-1] if isinstance(patch, (tuple, list)) else patch)),
-                ape_resample=default_ape if has_ape else "", embed_dim=int(module.embed_dim),
-                depth=len(module.blocks), num_heads=int(module.blocks[0].attn.num_heads))
+    resolved = adapters.resolve(module)
+    family, body = resolved.adapter, resolved.body
+    tokens = family.prefix_tokens(body)
+    ph, pw = adapters.patch_size(body)
+    _, grid_w = family.train_grid(body)
+    has_ape = getattr(body, "pos_embed", None) is not None
+    default_ape = "own" if family.own_ape_resampling else "paper" if family.key in PAPER_APE_FAMILIES else "timm"
+    return dict(family=family.key, family_label=family.display(body), pos=family.pos(body),
+                num_prefix_tokens=tokens["total"], num_registers=tokens["registers"], patch_size=ph,
+                train_res=int(grid_w * pw), ape_resample=default_ape if has_ape else "",
+                embed_dim=int(body.embed_dim), depth=len(body.blocks), num_heads=int(body.blocks[0].attn.num_heads))
 
 
 def pos_label(pos: str) -> str:

@@ -4,7 +4,7 @@ Every RoPE head has D/2 frequency vectors w_j = (w_x, w_y) in rad/patch. A patch
 position p = (x, y) rotates feature pair (2j, 2j+1) of q and k by the angle w_j . p, so that
 q_a . k_b depends on p_a - p_b only. A whole model is one tensor `freqs (L, H, D/2, 2)`.
 
-Nothing here reads a model: `rope.model_freqs` (through rope_viz.families) does, on top of this.
+Nothing here reads a model: `rope.model_freqs` (through rope_viz.adapters) does, on top of this.
 """
 from __future__ import annotations
 

@@ -32,7 +32,7 @@ HOOK_DICTS = ("_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_al
 def copy_model(module: torch.nn.Module) -> torch.nn.Module:
     """A private deep copy of a (possibly shared) model, taken while no capture hooks are on it.
 
-    Hooks that others keep on the model for longer than a capture (families.override_freqs lasts a
+    Hooks that others keep on the model for longer than a capture (adapters.override_freqs lasts a
     whole `with` block and does not hold the lock) are dropped from the copy: they belong to the
     thread that placed them, not to the copy's owner.
     """

@@ -30,7 +30,7 @@ def evaluate_for_card(name: str, resolutions=CARD_RESOLUTIONS, limit: int = 2000
             if progress is not None:
                 progress(offset + done, total * len(CARD_MODES), row)
         rows = sweep.accuracy_sweep([name], list(resolutions), dataset=f"shapes:{mode}", limit=limit,
-                                    device=device, progress=step)
+                                    device=device, progress=step, methods=[table["position"]])
         table["top1"][mode] = {str(r["resolution"]): r["top1"] for r in rows}
         table["top5"][mode] = {str(r["resolution"]): r["top5"] for r in rows}
         done_before += len(rows)

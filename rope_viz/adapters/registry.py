@@ -1,0 +1,81 @@
+"""The adapters, in the order they are tried, and finding a module's adapter once.
+
+Order matters where matchers overlap: PE and EVA-02 before SBB (all three use a reference grid;
+SBB is the rest), and APE-only last. Adding a family: one file with an `ADAPTER`, one line here,
+one entry in the parity test table (tests/test_families.py).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from rope_viz.adapters import (ape_only, deepseek, dinov3, eva02, gemma4, naver_axial, naver_mixed, pe, qwen3,
+                               sbb)
+from rope_viz.adapters.base import Adapter, rope_module
+from rope_viz.errors import FamilyError
+
+ADAPTERS: tuple[Adapter, ...] = (
+    naver_mixed.ADAPTER,
+    dinov3.ADAPTER,
+    pe.ADAPTER,
+    eva02.ADAPTER,
+    sbb.ADAPTER,
+    qwen3.ADAPTER,
+    deepseek.ADAPTER,
+    naver_axial.ADAPTER,
+    gemma4.ADAPTER,
+    ape_only.ADAPTER,
+)
+_BY_KEY = {a.key: a for a in ADAPTERS}
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A module's adapter and its body: the module whose `.blocks` run (a classifier wrapper's
+    `.encoder`, else the module itself)."""
+
+    adapter: Adapter
+    body: torch.nn.Module
+
+
+def get_adapter(key: str) -> Adapter:
+    """The adapter called `key`; FamilyError naming the valid keys otherwise."""
+    if key not in _BY_KEY:
+        raise FamilyError(f"Unknown model family {key!r}; valid: {', '.join(_BY_KEY)}.")
+    return _BY_KEY[key]
+
+
+def _match(body) -> Adapter | None:
+    if not hasattr(body, "blocks"):
+        return None
+    return next((a for a in ADAPTERS if a.matches(body)), None)
+
+
+def resolve(module: torch.nn.Module) -> Resolved:
+    """The module's adapter and body, from its modules. Classifier wrappers whose blocks sit under
+    `.encoder` (Gemma 4, Qwen3, DeepSeek) resolve to their encoder's adapter. Raises FamilyError
+    naming the supported kinds."""
+    module = getattr(module, "module", module)  # a LoadedModel
+    adapter = _match(module)
+    if adapter is not None:
+        return Resolved(adapter, module)
+    inner = getattr(module, "encoder", None)
+    if isinstance(inner, torch.nn.Module):
+        adapter = _match(inner)
+        if adapter is not None:
+            return Resolved(adapter, inner)
+    rope = rope_module(module)
+    found = type(rope).__name__ if rope is not None else type(module).__name__
+    raise FamilyError(f"{found} is not a supported position scheme; supported: "
+                      + ", ".join(a.label for a in ADAPTERS) + " (timm Eva, VisionTransformer and encoder models).")
+
+
+def adapter_of(module: torch.nn.Module) -> Adapter:
+    """The module's adapter (see resolve)."""
+    return resolve(module).adapter
+
+
+def body_of(module: torch.nn.Module) -> torch.nn.Module:
+    """The module whose `.blocks` run (see resolve)."""
+    return resolve(module).body
