@@ -10,7 +10,8 @@ from rope_viz.errors import RopeVizError
 cached.use_app_navigation()  # before anything is drawn (see its docstring)
 
 URL_KEYS = {"feat_res": "list_int", "feat_source": "str", "feat_sample": "str", "feat_seed": "int",
-            "feat_u": "float", "feat_v": "float", "feat_stab_n": "int"}
+            "feat_u": "float", "feat_v": "float", "feat_stab_models": "list", "feat_stab_res": "list_int",
+            "feat_stab_n": "int"}
 
 st.title("Dense features across resolutions")
 st.markdown(
@@ -108,6 +109,8 @@ st.markdown("Mean cosine similarity between each patch feature at resolution r, 
             "same content at more pixels). 1 = unchanged. Needs no labels, so headless models work too.")
 available = cached.get_available_models()
 spec_of = {s.name: s for s in available}
+shared.restore_choice("feat_stab_models", list(spec_of))
+shared.restore_choice("feat_stab_res", choices)
 c1, c2, c3 = st.columns([3, 2, 1])
 names = c1.multiselect("models", list(spec_of), default=[s.name for s in specs], key="feat_stab_models",
                        format_func=lambda n: spec_of[n].display)
@@ -115,6 +118,7 @@ stab_res = c2.multiselect("resolutions (px)", choices, default=[r for r in (trai
                                                                             3 * train_res, 4 * train_res)
                                                                 if r in choices], key="feat_stab_res")
 n_images = int(c3.number_input("scenes", 1, 256, 8, key="feat_stab_n"))
+shared.write_url()  # the sizes follow model A's patch: a value Streamlit just cut goes in the link now
 if names and stab_res and st.button("Measure stability", type="primary", key="feat_stab_run"):
     st.session_state["feat_stab_key"] = (tuple(names), tuple(sorted(stab_res)), n_images)
 stab_key = st.session_state.get("feat_stab_key")

@@ -13,7 +13,7 @@ KERNEL_KEYS = {"freq_kernel_grid": "int", "freq_qx": "int", "freq_qy": "int"}
 URL_KEYS = {"freq_source": "str", "freq_head_dim": "int", "freq_heads": "int", "freq_theta_axial": "float",
             "freq_theta_mixed": "float", "freq_seed": "int", "freq_layer": "int", "freq_head": "int",
             "freq_log": "bool", "freq_pair": "int", "freq_phase_grid": "int", "freq_methods": "list",
-            "freq_method_grid": "int", **KERNEL_KEYS}
+            "freq_model_grid": "int", "freq_method_grid": "int", "freq_method_source": "str", **KERNEL_KEYS}
 
 st.title("Frequencies")
 st.markdown(
@@ -64,6 +64,7 @@ else:
     train_grid, patch_px = spec.train_res // spec.patch_size, spec.patch_size
     freq_grid = train_grid
     if facts["grid_dependent"]:  # normalised positions: rad/patch depends on the grid
+        shared.restore_range("freq_model_grid", 1, 128)
         freq_grid = int(st.number_input(
             "patch grid for the frequencies (patches per side)", min_value=1, max_value=128, value=train_grid,
             key="freq_model_grid", help=f"{facts['label']} normalises positions to the grid, so its vectors in "
@@ -186,7 +187,9 @@ methods = c1.multiselect("methods", list(positions.METHODS), default=["interpola
                          format_func=positions.LABELS.get, key="freq_methods")
 method_grid = c2.slider("run on a grid of (patches per side)", 1, 8 * train_grid, 2 * train_grid,
                         key="freq_method_grid", help=f"Trained on {train_grid} x {train_grid}.")
+shared.restore_choice("freq_method_source", labels)
 source_label = c3.selectbox("vectors of", labels, index=len(labels) - 1, key="freq_method_source")
+shared.write_url()  # the labels follow the source: a value Streamlit just reset to the default goes in the link now
 # native: the head as its own model computes it on that grid (theory and the other kind: integer positions)
 native_head = cached.get_model_freqs(spec.name, method_grid, method_grid)[layer, head] \
     if choice != THEORY and source_label == spec.family_label else None

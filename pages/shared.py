@@ -8,6 +8,7 @@ from rope_viz.errors import RopeVizError
 
 NONE = "(none)"
 URL_SCHEMA = "url_schema"  # session key: the running page's {widget key: kind}
+URL_RESTORED = "url_restored"  # session key: widget keys set from the link whose widget has not checked them yet
 SAMPLES = sorted((models.ASSETS_DIR / "images").glob("scene_*.png"))
 
 
@@ -103,9 +104,11 @@ def share_view(schema: dict[str, str]) -> None:
     when the page stops early; a fragment calls write_url after its own widgets.
     """
     values, problems = urlstate.decode_params(st.query_params.to_dict(), schema)
+    restored = st.session_state.setdefault(URL_RESTORED, set())
     for key, value in values.items():
         if key not in st.session_state:  # arrival: the URL wins; afterwards the widgets do
             st.session_state[key] = value
+            restored.add(key)  # checked by restore_choice / restore_range when its widget is next drawn
     for problem in problems:
         st.warning(problem)
     st.session_state[URL_SCHEMA] = schema
@@ -128,18 +131,40 @@ def write_url() -> None:
 
 
 def restore_choice(key: str, choices) -> None:
-    """A value restored from the URL must be one of the widget's choices; otherwise say so and use the default."""
-    if key in st.session_state and isinstance(st.session_state[key], list):  # a multiselect
+    """A value restored from the URL must be one of the widget's choices; otherwise say so and use the default.
+
+    Only a value that came from the link is checked (once, when its widget is next drawn): a widget whose
+    choices change with other widgets (another model's labels or sizes) is Streamlit's to reset, silently.
+    """
+    if key not in st.session_state.get(URL_RESTORED, ()) or key not in st.session_state:
+        return
+    st.session_state[URL_RESTORED].discard(key)
+    if isinstance(st.session_state[key], list):  # a multiselect
         kept = [v for v in st.session_state[key] if v in choices]
-        if len(kept) < len(st.session_state[key]):
+        if not kept and st.session_state[key]:
+            st.warning(f"The link's {key} names no choice that is here; the default is used instead.")
+            del st.session_state[key]
+        elif len(kept) < len(st.session_state[key]):
             st.warning(f"The link's {key} names choices that are not here; they are left out.")
             st.session_state[key] = kept
-    elif key in st.session_state and isinstance(st.session_state[key], str):
+    elif isinstance(st.session_state[key], str):
         try:
             st.session_state[key] = urlstate.match_choice(st.session_state[key], choices, key)
         except RopeVizError as err:
             st.warning(str(err))
             del st.session_state[key]
+
+
+def restore_range(key: str, min_value, max_value) -> None:
+    """A number restored from the URL must lie in its widget's [min_value, max_value]; otherwise say so and
+    use the default (Streamlit would reset it without a word)."""
+    if key not in st.session_state.get(URL_RESTORED, ()) or key not in st.session_state:
+        return
+    st.session_state[URL_RESTORED].discard(key)
+    value = st.session_state[key]
+    if not min_value <= value <= max_value:
+        st.warning(f"The link's {key}={value!r} is outside {min_value} to {max_value}; the default is used instead.")
+        del st.session_state[key]
 
 
 def port_notes(specs) -> None:

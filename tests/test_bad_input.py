@@ -21,6 +21,7 @@ from PIL import Image
 from safetensors.torch import save_file
 from streamlit.testing.v1 import AppTest
 
+from helpers import run_page
 from rope_viz import data, sweep
 from rope_viz.runtime import memory
 from rope_viz.__main__ import main as cli_main
@@ -44,15 +45,6 @@ def bundled_models(bundled_dir, monkeypatch, tmp_path):
     cached.get_available_models.clear()
     cached.get_all_models.clear()
     cached.get_sweep_cells().clear()
-
-
-def run_page(page: str) -> AppTest:
-    at = AppTest.from_file("../app.py", default_timeout=TIMEOUT)
-    at.run()
-    if page != "pages/home.py":
-        at.switch_page(page).run()
-    assert not at.exception, at.exception
-    return at
 
 
 def shows_one_error(at: AppTest, fragment: str, kind: str) -> None:

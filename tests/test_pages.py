@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import save_file
 from streamlit.testing.v1 import AppTest
 
+from helpers import run_page
 from rope_viz import models, rope
 from rope_viz.models import registry
 from rope_viz.app import explorer
@@ -25,15 +26,6 @@ def bundled_models(bundled_dir, monkeypatch):
 
     cached.get_available_models.clear()
     cached.get_all_models.clear()
-
-
-def run_page(page: str) -> AppTest:
-    at = AppTest.from_file("../app.py", default_timeout=TIMEOUT)
-    at.run()
-    if page != "pages/home.py":
-        at.switch_page(page).run()
-    assert not at.exception, at.exception
-    return at
 
 
 def test_home_lists_models_and_device():
@@ -279,3 +271,74 @@ def test_bad_link_values_are_one_sentence_each():
     warnings = " ".join(w.value for w in at.warning)
     assert "att_layer='deep' is not a valid int" in warnings and "att_model_a='no-such-model'" in warnings
     assert at.selectbox(key="att_model_a").value == "tiny-ape"  # the default
+
+
+def open_link(page: str, link: dict[str, str]) -> AppTest:
+    """The app opened on `page` from a pasted link carrying `link` as query parameters."""
+    at = AppTest.from_file("../app.py", default_timeout=TIMEOUT)
+    at.query_params.update(link)
+    at.run()
+    at.switch_page(page).run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    return at
+
+
+def test_frequencies_model_grid_travels_in_the_link(family_checkpoints, monkeypatch):
+    from rope_viz.app import cached
+
+    monkeypatch.setattr(registry, "_LOCAL", {})
+    path, arch, kwargs = family_checkpoints["eva02"]  # normalised positions: the grid widget is shown
+    spec = models.register_local(path, arch, name="local-eva02", model_kwargs=kwargs)
+    cached.get_available_models.clear()
+    cached.get_all_models.clear()
+    at = open_link("pages/frequencies.py", {"freq_source": spec.name, "freq_model_grid": "6"})
+    assert not at.warning and at.number_input(key="freq_model_grid").value == 6
+    assert any("Vectors for a 6 x 6 grid." in c.value for c in at.caption)
+    at.number_input(key="freq_model_grid").set_value(9).run()
+    assert at.query_params["freq_model_grid"] == "9"
+    at = open_link("pages/frequencies.py", {"freq_source": spec.name, "freq_model_grid": "500"})
+    assert [w.value for w in at.warning] == \
+        ["The link's freq_model_grid=500 is outside 1 to 128; the default is used instead."]
+    assert at.number_input(key="freq_model_grid").value == spec.train_res // spec.patch_size  # the default
+
+
+def test_frequencies_method_source_travels_in_the_link():
+    learned = "naver RoPE-Mixed (this model, learned)"  # the default: the bundled RoPE-Mixed model's own vectors
+    at = open_link("pages/frequencies.py", {"freq_method_source": "RoPE-Axial (theory)"})
+    assert not at.warning and at.selectbox(key="freq_method_source").value == "RoPE-Axial (theory)"
+    at.selectbox(key="freq_method_source").set_value(learned).run()
+    assert at.query_params["freq_method_source"] == learned
+    at.selectbox(key="freq_source").set_value("Theory: RoPE-Axial vs RoPE-Mixed").run()  # other labels: no warning
+    assert not at.exception and not at.warning
+    assert at.query_params["freq_method_source"] == at.selectbox(key="freq_method_source").value
+    at = open_link("pages/frequencies.py", {"freq_method_source": "no-such-vectors"})
+    assert [w.value for w in at.warning] == ["The link's freq_method_source='no-such-vectors' is not one of the "
+                                             "choices here; the default is used instead."]
+    assert at.selectbox(key="freq_method_source").value == learned
+
+
+def test_features_stability_models_travel_in_the_link():
+    at = open_link("pages/features.py", {"feat_stab_models": "tiny-rope_axial,tiny-rope_mixed_ape"})
+    assert not at.warning and at.multiselect(key="feat_stab_models").value == ["tiny-rope_axial", "tiny-rope_mixed_ape"]
+    at.multiselect(key="feat_stab_models").set_value(["tiny-ape", "tiny-rope_axial_ape"]).run()
+    assert at.query_params["feat_stab_models"] == "tiny-ape,tiny-rope_axial_ape"
+    at = open_link("pages/features.py", {"feat_stab_models": "no-such-model"})
+    assert [w.value for w in at.warning] == \
+        ["The link's feat_stab_models names no choice that is here; the default is used instead."]
+    assert at.multiselect(key="feat_stab_models").value == ["tiny-ape", "tiny-rope_mixed"]  # models A and B
+
+
+def test_features_stability_resolutions_travel_in_the_link():
+    default = [16, 32, 64, 96, 128]  # half to four times the training resolution
+    at = open_link("pages/features.py", {"feat_stab_res": "24,48"})
+    assert not at.warning and at.multiselect(key="feat_stab_res").value == [24, 48]
+    at.multiselect(key="feat_stab_res").set_value([40, 80]).run()
+    assert at.query_params["feat_stab_res"] == "40,80"
+    at = open_link("pages/features.py", {"feat_stab_res": "999"})  # not a multiple of the 8 px patch
+    assert [w.value for w in at.warning] == \
+        ["The link's feat_stab_res names no choice that is here; the default is used instead."]
+    assert at.multiselect(key="feat_stab_res").value == default
+    at = open_link("pages/features.py", {"feat_stab_res": "32,big"})
+    assert [w.value for w in at.warning] == \
+        ["The link's feat_stab_res='32,big' is not a valid list of int; the default is used instead."]
+    assert at.multiselect(key="feat_stab_res").value == default
