@@ -1,4 +1,5 @@
-# rope-viz: `make app` serves the app, `make test` runs every test, `make bench` the benchmarks.
+# rope-viz: `make app` serves the app, `make test` runs every test (`make test-fast` all but the browser
+# and load tests), `make bench` the benchmarks.
 # The virtual environment is created once in .venv and reused; it is rebuilt when the requirements change.
 PYTHON ?= python3
 VENV   := .venv
@@ -11,7 +12,7 @@ CHROMIUM ?= $(or $(shell command -v chromium 2>/dev/null),/usr/bin/chromium)
 APT_GET  ?= apt-get
 USER_ID  ?= $(shell id -u)
 
-.PHONY: app test bench install clean models browser
+.PHONY: app test test-fast bench install clean models browser
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +39,10 @@ browser:
 
 test: install browser
 	PYTHONPATH=$(CURDIR) $(PY) -m pytest
+
+# The inner loop: everything but the real-browser and load tests (no chromium needed).
+test-fast: install
+	PYTHONPATH=$(CURDIR) $(PY) -m pytest -m "not browser" -q
 
 bench: install
 	PYTHONPATH=$(CURDIR) $(PY) bench/rope_math.py

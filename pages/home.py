@@ -3,7 +3,7 @@ import streamlit as st
 
 from pages import shared
 from rope_viz import models
-from rope_viz.app import cached
+from rope_viz.app import cached, navigation, views
 from rope_viz.errors import RopeVizError
 
 cached.use_app_navigation()  # before anything is drawn (see its docstring)
@@ -20,21 +20,11 @@ compare **RoPE-Axial** (fixed frequencies along x and y) and **RoPE-Mixed** (lea
 frequencies per layer and head), with and without APE, and show that RoPE keeps its accuracy
 far better when a 224 px model sees larger images.
 
-**Pages**
-- **Lesson: RoPE in 2D**: new to RoPE? Five small interactive steps from one rotating feature pair
-  to what the bundled models do beyond their training grid.
-- **Frequencies**: the frequency vectors w_j of every head, the phase maps cos(w_j · p), the
-  similarity kernel around a patch you pick (axial's cross-shaped artefact vs mixed's diagonal
-  reach), their 2D spectra, and how learned frequencies change across layers and heads.
-- **Attention**: two models side by side on one image at any resolution; hover a patch to see
-  its exact attention in one head, every head, the head mean, the CLS token's attention or the
-  rollout, plus mean attention distance and entropy per layer and head, and each model's top-5.
-- **Resolution**: accuracy against input size for several models at once (held-out scenes in
-  zoom or canvas mode, or your image folder), RoPE positions extrapolated or interpolated, the
-  paper's reported numbers beside hub models, attention statistics against size, CSV and JSON.
-- **Attribution**: Integrated Gradients, saliency, SmoothGrad, occlusion, Grad-CAM and rollout
-  for one or two models, with a sanity check against randomly initialised weights.
-
+"""
+)
+st.markdown("**Pages**\n" + "\n".join(f"- **{p.title}**: {p.summary}" for p in navigation.PAGES))
+st.markdown(
+    """
 The five **bundled** models are small ViTs trained here on procedural scenes, one per position
 kind of the paper (APE, RoPE-Axial, RoPE-Mixed, RoPE-Axial + APE, RoPE-Mixed + APE); every page
 starts with them, offline and fast on a CPU.
@@ -73,6 +63,12 @@ st.caption(
     "APE-only models, timm's antialiased way otherwise. Models without classes (DINOv3 features, PE "
     "embeddings) work on Frequencies and Attention; accuracy, top-5 and attribution targets need classes."
 )
+
+st.subheader("Model families")
+st.dataframe(views.family_rows(), hide_index=True, width="stretch")
+st.caption("A model's family is read from its modules (rope_viz/adapters, one file per family). Where timm's port "
+           "computes something other than the original code, the last column says so and names the position "
+           "method that gives the original's behaviour.")
 
 with st.expander("Add a local checkpoint (.safetensors, .pth, .pt, .bin)"):
     with st.form("local_checkpoint"):

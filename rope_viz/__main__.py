@@ -107,6 +107,15 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def method_argument(text: str) -> str:
+    """A --method value: a method name or 'drop_low:K' / 'drop_high:K' (argparse's one-line error otherwise)."""
+    try:
+        positions.split_method(text)
+    except RopeVizError as err:
+        raise argparse.ArgumentTypeError(f"invalid choice: {text!r} ({err})") from err
+    return text
+
+
 def cmd_sweep(args) -> int:
     """Accuracy per model x resolution; writes a CSV (and prints it).
 
@@ -186,9 +195,10 @@ def main(argv: list[str] | None = None) -> int:
     sweep_p.add_argument("--position", default=positions.DEFAULT_METHOD, choices=sweep.POSITION_MODES,
                          help="RoPE positions beyond the training grid (default: native, as the model computes "
                               "them; APE is always resampled)")
-    sweep_p.add_argument("--method", nargs="+", choices=list(positions.METHODS), metavar="METHOD",
+    sweep_p.add_argument("--method", nargs="+", type=method_argument, metavar="METHOD",
                          help="position methods, one curve each: " + ", ".join(positions.METHODS)
-                              + " (default: --position's; formulas in rope_viz.positions)")
+                              + "; drop_low:K / drop_high:K switch rotation off for the K lowest / highest "
+                                "frequency pairs (default: --position's; formulas in rope_viz.positions)")
     sweep_p.add_argument("--batch-size", dest="batch_size", type=int, default=128)
     sweep_p.add_argument("--device", default=None)
     sweep_p.add_argument("--out", default=None, help="CSV file to write")

@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import save_file
 
 from conftest import SCREENSHOTS
+from rope_viz.app import navigation
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -62,7 +63,7 @@ def assert_no_error(pg):
     assert errors.count() == 0, errors.first.inner_text()
 
 
-PAGES = ["/", "/home", "/lesson", "/frequencies", "/attention", "/resolution", "/attribution"]
+PAGES = navigation.url_paths()  # every page of the registry, so a new page is walked too
 
 
 def assert_no_modal(pg):

@@ -58,8 +58,9 @@ def test_sweep_cli_writes_the_pages_numbers(bundled_dir, tmp_path):
     assert "44 px is not a multiple of tiny-ape's patch size; evaluated at 48 px" in out.stderr
     import csv
 
-    cli = [{k: row[k] for k in ("model", "resolution", "mode", "top1", "top5", "n")}
-           for row in csv.DictReader(open(tmp_path / "r.csv"))]
+    written = list(csv.DictReader(open(tmp_path / "r.csv")))
+    assert {(row["method"], row["position"]) for row in written} == {("native", "native")}  # the default method
+    cli = [{k: row[k] for k in ("model", "resolution", "mode", "top1", "top5", "n")} for row in written]
     assert [(r["model"], r["resolution"]) for r in cli] == [
         ("tiny-ape", "32"), ("tiny-ape", "48"), ("tiny-rope_mixed", "32"), ("tiny-rope_mixed", "48")]
 

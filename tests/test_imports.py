@@ -20,7 +20,7 @@ LAYERS = (
     {"__main__"},
 )
 # Old module names kept for outside code: each only re-exports the module it names (sys.modules alias).
-ALIASES = {"capture", "positions", "features", "families", "data", "attribution", "sweep"}
+ALIASES = {"capture", "positions", "features", "families", "data", "attribution", "sweep", "anatomy"}
 MAX_LINES = 400
 
 

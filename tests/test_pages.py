@@ -112,8 +112,11 @@ FAMILY_ARCHS = {
     "eva02": ("eva02_tiny_patch14_224", 56), "sbb": ("vit_medium_patch16_rope_reg1_gap_256", 64),
     "pe": ("vit_pe_core_tiny_patch16_384", 64), "dinov3": ("vit_small_patch16_dinov3_qkvb", 64),
     "gemma4": ("gemma4_vit_167m_enc", 96), "ape": ("deit3_small_patch16_224", 64),
+    "qwen3": ("qwen3_vit_88m", None), "deepseek": ("deepseek_vit_412m_enc", None),
 }
-HEADLESS = ("pe", "dinov3", "gemma4")  # as on the hub: features, no classifier
+HEADLESS = ("pe", "dinov3", "gemma4", "deepseek")  # as on the hub: features, no classifier (Qwen3: a classifier wrapper)
+# Families that patchify any size themselves are built without img_size (trained at timm's input size).
+ANY_SIZE = {"gemma4": dict(intermediate_size=256), "qwen3": {}, "deepseek": dict(global_pool="")}
 
 
 @pytest.fixture(scope="module")
@@ -123,8 +126,8 @@ def family_checkpoints(tmp_path_factory):
     for family, (arch, size) in FAMILY_ARCHS.items():
         torch.manual_seed(0)
         kwargs = dict(depth=2, embed_dim=128, num_heads=2, img_size=size)
-        if family == "gemma4":  # no img_size (it patchifies any size; trained at timm's 768 px), a small MLP
-            kwargs = dict(depth=2, embed_dim=128, num_heads=2, intermediate_size=256)
+        if family in ANY_SIZE:  # no img_size (they patchify any size), a small MLP for Gemma4, no projector for DeepSeek
+            kwargs = dict(depth=2, embed_dim=128, num_heads=2, **ANY_SIZE[family])
         classes = 0 if family in HEADLESS else 10
         module = timm.create_model(arch, pretrained=False, num_classes=classes, **kwargs)
         path = directory / f"{family}.safetensors"

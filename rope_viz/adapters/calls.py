@@ -60,6 +60,10 @@ class RopeCall:
     def scale(self, attn, head_dim: int) -> float:
         return float(getattr(attn, "scale", head_dim ** -0.5))
 
+    def unrotated(self, attn, x: torch.Tensor) -> torch.Tensor:
+        """q or k before rotation, laid out as rotate() returns them. Shapes: x q_norm output -> (B, H, N, D)"""
+        return x
+
 
 class RopeCosSin(RopeCall):
     """Gemma4Attention: (rope_cos, rope_sin) (B, N, D) passed positionally after x, shared by all heads,
@@ -89,6 +93,10 @@ class RopeCosSin(RopeCall):
 
     def scale(self, attn, head_dim: int) -> float:
         return 1.0  # Gemma4Attention calls SDPA with scale=1.0
+
+    def unrotated(self, attn, x: torch.Tensor) -> torch.Tensor:
+        x = x.transpose(1, 2)  # (B, H|KV, N, D)
+        return x.repeat_interleave(attn.num_heads // x.shape[1], dim=1)
 
 
 ROPE_KWARG, ROPE_COS_SIN = RopeCall(), RopeCosSin()

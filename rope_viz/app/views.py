@@ -117,7 +117,7 @@ def capture_image(loaded, pixels: np.ndarray, method: str = "native") -> capture
             positions.apply_method(loaded.module, method, grid, (train, train)):
         qk = capture.capture_qk(loaded, x)
     return capture.QK(q=qk.q.cpu(), k=qk.k.cpu(), grid=qk.grid, num_prefix_tokens=qk.num_prefix_tokens,
-                      scale=qk.scale, logits=qk.logits.cpu())
+                      scale=qk.scale, logits=qk.logits.cpu(), pairs=qk.pairs)
 
 
 def attention_stats(qk) -> dict[str, np.ndarray]:
@@ -165,3 +165,10 @@ def port_notes(specs) -> list[str]:
         if adapter.port_note:
             notes.append(f"{spec.name}: {adapter.port_note}")
     return notes
+
+
+def family_rows() -> list[dict]:
+    """One row per registered model family (rope_viz.adapters.ADAPTERS), for Home's table."""
+    return [{"family": a.label, "key": a.key, "positions": a.about,
+             "rad/patch depends on the grid": "yes" if a.grid_dependent else "no",
+             "timm port vs original": a.port_note or "same"} for a in adapters.ADAPTERS]

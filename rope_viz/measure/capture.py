@@ -40,6 +40,9 @@ class QK:
     num_prefix_tokens: int
     scale: float  # softmax temperature, head_dim ** -0.5 in timm
     logits: torch.Tensor | None = None  # (B, C) output of the same forward
+    pairs: str = "interleaved"  # the model's pair layout (rope2d.split_pairs), from its adapter
+    q_pre: torch.Tensor | None = None  # (B, L, H, N, D) q and k before the rotation, with keep_pre=True
+    k_pre: torch.Tensor | None = None
 
     @property
     def num_layers(self) -> int:
@@ -82,14 +85,15 @@ def check_capture_memory(module: torch.nn.Module, batch: int, height: int, width
                            f"{memory.format_bytes(free)} is free; choose a lower resolution.")
 
 
-def capture_qk(loaded_or_module, images: torch.Tensor) -> QK:
+def capture_qk(loaded_or_module, images: torch.Tensor, keep_pre: bool = False) -> QK:
     """Run one forward and keep every layer's post-RoPE q and k (prefix tokens unrotated, as in timm).
 
     Works for every family in rope_viz.adapters (naver, EVA-02, SBB, PE, DINOv3, Gemma 4, Qwen3, DeepSeek,
     APE-only), classifier wrappers included: the adapter is resolved once; prefix tokens (CLS, registers)
     stay unrotated and patches are rotated with the rotation argument the attention actually receives
     (`rope`, or Gemma 4's rope_cos/rope_sin), in its own pair layout, so a capture inside
-    adapters.override_freqs records the overridden rotation.
+    adapters.override_freqs records the overridden rotation. keep_pre also keeps q and k before the
+    rotation (QK.q_pre, k_pre), for checks of the rotation itself.
     Shapes: images (B, 3, H, W) already normalised -> QK with q, k (B, L, H, N, D)
     """
     module = _unwrap(loaded_or_module)
@@ -104,7 +108,7 @@ def capture_qk(loaded_or_module, images: torch.Tensor) -> QK:
     npt = adapter.prefix_tokens(body)["total"]
     call = adapter.call  # how each attention receives its rotation and lays out q/k
     owner = threading.get_ident()
-    rope_of, qs, ks = {}, {}, {}
+    rope_of, qs, ks, pres = {}, {}, {}, {}
 
     def keep_rope(index):
         def hook(attn, args, kwargs):
@@ -117,7 +121,10 @@ def capture_qk(loaded_or_module, images: torch.Tensor) -> QK:
             if threading.get_ident() != owner:
                 return  # another session's forward through the shared model
             # rotate exactly as the model's attention does: (B, H, N, D), prefix tokens unrotated
-            store[index] = call.rotate(body.blocks[index].attn, output.detach(), rope_of.get(index)).float()
+            attn = body.blocks[index].attn
+            store[index] = call.rotate(attn, output.detach(), rope_of.get(index)).float()
+            if keep_pre:
+                pres[(id(store), index)] = call.unrotated(attn, output.detach()).float()
         return hook
 
     with model_lock(module):
@@ -141,8 +148,13 @@ def capture_qk(loaded_or_module, images: torch.Tensor) -> QK:
     q = torch.stack([qs[i] for i in range(depth)], dim=1)  # (B, L, H, N, D)
     k = torch.stack([ks[i] for i in range(depth)], dim=1)
     scale = call.scale(body.blocks[0].attn, q.shape[-1])
+    pre = {}
+    if keep_pre:
+        for name, store in (("q_pre", qs), ("k_pre", ks)):
+            pre[name] = torch.stack([pres[(id(store), i)] for i in range(depth)], dim=1)
+    pairs = adapter.layout(body)[1] if adapter.has_rope else "interleaved"
     return QK(q=q, k=k, grid=(height // ph, width // pw), num_prefix_tokens=npt, scale=scale,
-              logits=logits.float())
+              logits=logits.float(), pairs=pairs, **pre)
 
 
 def check_query(qk: QK, query_index: int) -> None:

@@ -13,6 +13,7 @@ Methods (see each function for its formula and source):
   yarn         YaRN per-frequency ramp (linear in turns, as the paper) + attention temperature, per axis
   log_n        logits x log N / log N_train (Chiang & Cholak 2022), frequencies as trained
   normalised   DINOv3's coordinates in [-1, 1] (Simeoni et al. 2025): rad/patch scale with 1/g
+  drop_low/_high  band ablation: rotation off for the k lowest / highest |w| pairs (p-RoPE, Barbero et al. 2025)
 Every method reaches the model through its adapter's override (rope_viz.adapters.override_freqs), the
 only way positions are changed, plus a logit scale on q.
 """
@@ -28,10 +29,11 @@ import torch
 from rope_viz import adapters
 from rope_viz.rotary import methods as pure
 from rope_viz.rotary.methods import (NORMALISATIONS, PositionMethodError, Positions, extrapolate,  # noqa: F401
-                                     grid_scale, interpolate, log_n, native, normalised, ntk, yarn, yarn_temperature)
+                                     drop_high, drop_low, grid_scale, interpolate, log_n, native, normalised, ntk, yarn,
+                                     yarn_temperature)
 
 __all__ = ["Positions", "PositionMethod", "METHODS", "LABELS", "OPTIONS", "DEFAULT_METHOD", "PositionMethodError",
-           "get_method", "compute_positions", "grid_scale", "scale_logits", "apply_method", "method_for_model",
+           "get_method", "split_method", "method_label", "drop_low", "drop_high", "compute_positions", "grid_scale", "scale_logits", "apply_method", "method_for_model",
            "method_head_freqs", "native", "extrapolate", "interpolate", "ntk", "yarn", "log_n", "normalised"]
 
 
@@ -55,17 +57,40 @@ METHODS: dict[str, PositionMethod] = {m.name: m for m in (
     PositionMethod("yarn", "YaRN-2D (paper's ramp in turns + temperature)", pure.yarn, ("alpha", "beta")),
     PositionMethod("log_n", "log-N logit scale", pure.log_n, model_options=("prefix_tokens",)),
     PositionMethod("normalised", "normalised coords (DINOv3)", pure.normalised, ("normalize",)),
+    PositionMethod("drop_low", "drop the k lowest frequencies (p-RoPE)", pure.drop_low, ("k",), base="native"),
+    PositionMethod("drop_high", "drop the k highest frequencies", pure.drop_high, ("k",), base="native"),
 )}
 DEFAULT_METHOD = "native"
 LABELS = {name: m.label for name, m in METHODS.items()}
 OPTIONS = {name: m.options for name, m in METHODS.items() if m.options}
 
 
+def split_method(spec: str) -> tuple[str, dict]:
+    """'drop_low:4' -> ('drop_low', {'k': 4}); a plain name -> (name, {}). The ':k' form names a band
+    ablation in one string (CLI, sweep cells, CSV). Raises PositionMethodError for a bad one."""
+    name, sep, arg = str(spec).partition(":")
+    record = get_method(name)
+    if not sep:
+        return name, {}
+    if record.options != ("k",) or not arg.isdigit():
+        raise PositionMethodError(f"{spec!r} is not a method name, or 'drop_low:K' / 'drop_high:K' with a whole K.")
+    return name, {"k": int(arg)}
+
+
 def get_method(name: str) -> PositionMethod:
-    """The record called `name`; PositionMethodError (a ValueError) naming the valid ones otherwise."""
+    """The record called `name` (a 'drop_low:K' form names its record); PositionMethodError (a ValueError)
+    naming the valid ones otherwise."""
+    name = str(name).partition(":")[0]
     if name not in METHODS:
         raise PositionMethodError(f"Unknown position method {name!r}; valid: {', '.join(METHODS)}.")
     return METHODS[name]
+
+
+def method_label(spec: str) -> str:
+    """The label of a method, with its k for a band ablation ('drop the 4 lowest frequencies (p-RoPE)')."""
+    name, options = split_method(spec)
+    label = LABELS[name]
+    return label.replace("the k ", f"the {options['k']} ") if "k" in options else label
 
 
 def compute_positions(method: str, freqs: torch.Tensor, grid, train_grid, **options) -> Positions:
@@ -75,6 +100,8 @@ def compute_positions(method: str, freqs: torch.Tensor, grid, train_grid, **opti
     for native).
     Shapes: freqs (..., D/2, 2) rad/patch -> Positions.freqs (..., D/2, 2) on `grid`
     """
+    method, spec_options = split_method(method)
+    options = {**spec_options, **options}
     record = get_method(method)
     allowed = record.options + record.model_options
     unknown = set(options) - set(allowed)
@@ -127,6 +154,8 @@ def method_for_model(module: torch.nn.Module, method: str, grid, train_grid=None
     """
     resolved = adapters.resolve(module)
     adapter, body = resolved.adapter, resolved.body
+    method, spec_options = split_method(method)
+    options = {**spec_options, **options}
     record = get_method(method)
     grid = tuple(int(v) for v in grid)
     train = tuple(int(v) for v in train_grid) if train_grid is not None else adapter.train_grid(body)

@@ -104,7 +104,7 @@ def evaluate_cell(loaded: models.LoadedModel, resolution: int, dataset: str = "s
     evalset = parse_dataset(dataset)
     models.needs_classifier(loaded.spec, "an accuracy sweep")
     method = method or check_position(position)
-    positions.get_method(method)
+    positions.split_method(method)
     models.check_resolution(resolution, loaded.spec.patch_size)
     module = module if module is not None else loaded.module
     check_memory(module, batch_size, resolution, loaded.spec.patch_size, loaded.device)
@@ -182,7 +182,7 @@ def accuracy_sweep(model_names, resolutions, dataset: str = "shapes", limit: int
     check_request(model_names, resolutions, dataset, limit, batch_size)  # fail before loading anything
     methods = list(methods) if methods else [check_position(position)]
     for method in methods:
-        positions.get_method(method)
+        positions.split_method(method)
     cells = [(name, m, r) for name in model_names for m in methods for r in resolutions]
     rows, done, loaded = [], 0, {}
     for name, method, requested in cells:

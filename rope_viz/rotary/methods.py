@@ -22,7 +22,7 @@ import torch
 from rope_viz.errors import RopeVizError
 
 __all__ = ["Positions", "PositionMethodError", "grid_scale", "native", "extrapolate", "interpolate", "ntk", "yarn",
-           "yarn_temperature", "log_n", "normalised", "NORMALISATIONS"]
+           "yarn_temperature", "log_n", "normalised", "NORMALISATIONS", "drop_low", "drop_high"]
 
 
 class PositionMethodError(RopeVizError, ValueError):
@@ -215,3 +215,31 @@ def normalised(freqs: torch.Tensor, grid, train_grid, normalize: str = "separate
         f = pick(th, tw) / pick(gh, gw)
         return Positions(_scale_axes(freqs, f, f))
     raise PositionMethodError(f"Unknown normalisation {normalize!r}; valid: {', '.join(NORMALISATIONS)}.")
+
+
+def _drop_band(freqs: torch.Tensor, grid, train_grid, k: int, lowest: bool) -> Positions:
+    _check_grids(grid, train_grid)
+    half = freqs.shape[-2]
+    if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= half:
+        raise PositionMethodError(f"The number of pairs to switch off must be a whole number from 0 to {half}, got {k!r}.")
+    mag = freqs.norm(dim=-1)  # (..., D/2)
+    order = mag.argsort(dim=-1, descending=not lowest, stable=True)  # ties: the lower pair index first
+    off = torch.zeros_like(mag, dtype=torch.bool).scatter(-1, order[..., :k], True)
+    return Positions(freqs.masked_fill(off[..., None], 0.0))
+
+
+def drop_low(freqs: torch.Tensor, grid, train_grid, k: int = 0) -> Positions:
+    """Band ablation: rotation off (w_j = 0) for the k pairs with the lowest |w_j| of every layer and head,
+    the model's own positions for the rest (p-RoPE drops the lowest frequencies: Barbero et al., ICLR 2025,
+    "Round and Round We Go"). Ties go to the lower pair index. k = 0 is native. Logit scale 1.
+    Shapes: freqs (L, H, D/2, 2) the model's own on `grid` -> Positions.freqs (L, H, D/2, 2)
+    """
+    return _drop_band(freqs, grid, train_grid, k, lowest=True)
+
+
+def drop_high(freqs: torch.Tensor, grid, train_grid, k: int = 0) -> Positions:
+    """Band ablation: rotation off for the k pairs with the highest |w_j| of every layer and head (the
+    positional heads' band in Barbero et al. 2025); the rest as the model computes them. k = 0 is native.
+    Shapes: freqs (L, H, D/2, 2) the model's own on `grid` -> Positions.freqs (L, H, D/2, 2)
+    """
+    return _drop_band(freqs, grid, train_grid, k, lowest=False)

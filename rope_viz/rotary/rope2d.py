@@ -139,6 +139,20 @@ def apply_rope(x: torch.Tensor, angles: torch.Tensor, half: bool = False, pairs:
     return out.to(x.dtype)
 
 
+def split_pairs(x: torch.Tensor, pairs: str = "interleaved") -> tuple[torch.Tensor, torch.Tensor]:
+    """The two components of every feature pair, in pair order j, for a channel layout (as apply_rope
+    pairs them). Shapes: x (..., D) -> (even (..., D/2), odd (..., D/2))"""
+    D = x.shape[-1]
+    if pairs == "interleaved":
+        return x[..., 0::2], x[..., 1::2]
+    if pairs == "half":
+        return x[..., : D // 2], x[..., D // 2:]
+    if pairs == "axis-half":  # pair i < D/4: (i, i + D/4); pair D/4 + i: (D/2 + i, 3D/4 + i)
+        q = D // 4
+        return torch.cat([x[..., :q], x[..., 2 * q:3 * q]], -1), torch.cat([x[..., q:2 * q], x[..., 3 * q:]], -1)
+    raise ValueError(f"Unknown pair layout {pairs!r}; valid: {', '.join(PAIR_LAYOUTS)}.")
+
+
 def similarity_kernel(freqs: torch.Tensor, h: int, w: int, query_xy: tuple[int, int]) -> torch.Tensor:
     """mean_j cos(w_j . (p - p_query)) over an h x w grid: the attention logit a query with all
     pairs aligned (q = k, unit pairs) gives each patch, i.e. what position alone contributes.
