@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import torch
 
-from rope_viz.adapters.base import Adapter, Convention, patch_size
+from rope_viz.adapters.base import Adapter, Convention, check_patch_multiple, patch_size
 from rope_viz.adapters.calls import ROPE_COS_SIN, ROPE_KWARG, RopeCall, rope_embed
 from rope_viz.adapters.override import override_freqs
-from rope_viz.adapters.registry import ADAPTERS, Resolved, adapter_of, body_of, get_adapter, resolve
+from rope_viz.adapters.registry import ADAPTERS, Resolved, adapter_of, body_of, get_adapter, module_of, resolve
 from rope_viz.errors import FamilyError
 
 __all__ = ["Adapter", "Family", "Convention", "FamilyError", "ADAPTERS", "FAMILIES", "Resolved", "resolve",
-           "adapter_of", "family_of", "body_of", "patch_size", "get_adapter", "get_family", "model_freqs", "positions",
-           "convention", "train_grid", "check_image_size", "prefix_tokens", "override_freqs", "rope_call",
-           "rope_embed", "RopeCall", "ROPE_KWARG", "ROPE_COS_SIN"]
+           "adapter_of", "family_of", "body_of", "module_of", "patch_size", "check_patch_multiple", "get_adapter",
+           "get_family", "model_freqs", "positions", "convention", "train_grid", "check_image_size",
+           "prefix_tokens", "override_freqs", "rope_call", "rope_embed", "RopeCall", "ROPE_KWARG", "ROPE_COS_SIN"]
 
 # The names rope-viz used before adapters had their own files; outside code imports them.
 Family = Adapter

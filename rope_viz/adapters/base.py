@@ -15,8 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from timm.layers import to_2tuple
 
 from rope_viz.adapters.calls import ROPE_KWARG, RopeCall
+from rope_viz.errors import InputError, RopeVizError
 from rope_viz.rotary import rope2d
 
 
@@ -65,9 +67,19 @@ def num_registers(body) -> int:
 
 
 def patch_size(body) -> tuple[int, int]:
-    """(ph, pw) in pixels, whatever form the patch embedder keeps it in."""
-    size = body.patch_embed.patch_size
-    return (int(size[0]), int(size[-1])) if isinstance(size, (tuple, list)) else (int(size), int(size))
+    """(ph, pw) in pixels, whatever form the patch embedder keeps it in (an int or a pair: timm's to_2tuple)."""
+    ph, pw = to_2tuple(body.patch_embed.patch_size)
+    return int(ph), int(pw)
+
+
+def check_patch_multiple(patch: tuple[int, int], height: int, width: int,
+                         error: type[RopeVizError] = InputError) -> None:
+    """Raise `error` (InputError unless the caller has its own kind) with one sentence when an image of
+    height x width pixels does not split into whole patches of `patch` = (ph, pw) pixels."""
+    ph, pw = patch
+    if height % ph or width % pw:
+        size = f"{ph} px" if ph == pw else f"{ph} x {pw} px"
+        raise error(f"Image size {height} x {width} px is not a multiple of the patch size ({size}).")
 
 
 # ---------------------------------------------------------------- the adapter

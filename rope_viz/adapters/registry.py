@@ -46,6 +46,15 @@ def get_adapter(key: str) -> Adapter:
     return _BY_KEY[key]
 
 
+def module_of(loaded_or_module) -> torch.nn.Module:
+    """The module itself: a LoadedModel's (or any wrapper's) `.module`, else the argument as it is.
+
+    Duck-typed, so this layer needs nothing from rope_viz.models (the layer above, where LoadedModel lives).
+    Not rope_viz.models.checkpoints.unwrap, which strips wrappers off a checkpoint's state dict.
+    """
+    return getattr(loaded_or_module, "module", loaded_or_module)
+
+
 def _match(body) -> Adapter | None:
     if not hasattr(body, "blocks"):
         return None
@@ -56,7 +65,7 @@ def resolve(module: torch.nn.Module) -> Resolved:
     """The module's adapter and body, from its modules. Classifier wrappers whose blocks sit under
     `.encoder` (Gemma 4, Qwen3, DeepSeek) resolve to their encoder's adapter. Raises FamilyError
     naming the supported kinds."""
-    module = getattr(module, "module", module)  # a LoadedModel
+    module = module_of(module)
     adapter = _match(module)
     if adapter is not None:
         return Resolved(adapter, module)

@@ -98,9 +98,8 @@ ATTENTION_VIEWS = {
 
 def capture_bytes(loaded, resolution: int, batch: int = 1) -> int:
     """Bytes a kept capture of a square image holds (its q and k, fp32)."""
-    body, patch = adapters.body_of(loaded.module), loaded.spec.patch_size
-    tokens = (resolution // patch) ** 2 + adapters.prefix_tokens(body)["total"]
-    return memory.qk_bytes(batch, len(body.blocks), tokens, int(body.embed_dim))
+    s = capture.sizes_of(loaded, resolution, resolution, loaded.spec.patch_size)
+    return memory.qk_bytes(batch, s.depth, s.tokens, s.width)
 
 
 def capture_image(loaded, pixels: np.ndarray, method: str = "native") -> capture.QK:

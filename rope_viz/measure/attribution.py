@@ -81,14 +81,6 @@ class _TappedBlock(torch.nn.Module):
         return torch.cat([x[:, :self.npt], patches.reshape(B, C, gh * gw).transpose(1, 2)], dim=1)
 
 
-def _module(loaded_or_module) -> torch.nn.Module:
-    return getattr(loaded_or_module, "module", loaded_or_module)
-
-
-def _patch(module) -> int:
-    return adapters.patch_size(adapters.body_of(module))[0]
-
-
 def attribute(loaded, x: torch.Tensor, method: str, target=None, **options) -> Attribution:
     """Attribute the target logit of each image to its pixels or patches.
 
@@ -109,11 +101,11 @@ def attribute(loaded, x: torch.Tensor, method: str, target=None, **options) -> A
         raise InputError(f"Unknown attribution method {method!r}; valid: {', '.join(METHODS)}.")
     record = METHODS[method]
     _check_values(options)
-    module = _module(loaded)
+    module = adapters.module_of(loaded)
     B, _, H, W = x.shape
-    p = _patch(module)
-    if H % p or W % p:
-        raise InputError(f"Image size {H} x {W} px is not a multiple of the patch size ({p} px).")
+    patch = adapters.patch_size(adapters.body_of(module))
+    adapters.check_patch_multiple(patch, H, W)
+    p = patch[0]  # the methods take square patches
     with torch.no_grad():
         logits = module(x).float()  # (B, C): picks the target, and the page shows its probabilities
     target = logits.argmax(-1) if target is None else torch.as_tensor(target, device=x.device).expand(B)

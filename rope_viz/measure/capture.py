@@ -53,27 +53,38 @@ class QK:
         return self.q.shape[3]
 
 
-def _unwrap(loaded_or_module) -> torch.nn.Module:
-    return getattr(loaded_or_module, "module", loaded_or_module)
-
-
 def patch_size_of(module: torch.nn.Module) -> int:
     """The patch side in pixels (square patches), from the module's adapter body."""
     return adapters.patch_size(adapters.body_of(module))[0]
 
 
+@dataclass(frozen=True)
+class Sizes:
+    """What a memory estimate needs of a model at one image size: tokens N (prefix tokens plus the patch
+    grid), width C, depth L and heads H of its blocks."""
+
+    tokens: int
+    width: int
+    depth: int
+    heads: int
+
+
+def sizes_of(loaded_or_module, height: int, width: int, patch: int | None = None) -> Sizes:
+    """The model's Sizes for a height x width px image (patch: the patch side, default the module's own)."""
+    resolved = adapters.resolve(loaded_or_module)
+    body = resolved.body
+    ph, pw = (patch, patch) if patch else adapters.patch_size(body)
+    tokens = (height // ph) * (width // pw) + resolved.adapter.prefix_tokens(body)["total"]
+    return Sizes(tokens=tokens, width=int(body.embed_dim), depth=len(body.blocks),
+                 heads=int(body.blocks[0].attn.num_heads))
+
+
 def estimate_capture_bytes(module: torch.nn.Module, batch: int, height: int, width: int) -> int:
-    """Bytes a capture needs: stored q and k (fp32) plus the forward's own activations."""
-    body = adapters.body_of(module)
-    ph, pw = adapters.patch_size(body)
-    tokens = (height // ph) * (width // pw) + int(getattr(body, "num_prefix_tokens", 0))
-    width_ = body.embed_dim
-    depth = len(body.blocks)
-    heads = body.blocks[0].attn.num_heads
-    stored = 2 * batch * depth * tokens * width_ * 4
-    forward = 4 * batch * tokens * width_ * 8
-    per_map = 4 * batch * heads * min(tokens, ROW_CHUNK) * tokens  # one chunk of attention rows
-    return stored + forward + per_map
+    """Bytes a capture needs: stored q and k (fp32) plus the forward's own activations and one chunk
+    of attention rows (a full map is computed ROW_CHUNK rows at a time)."""
+    s = sizes_of(module, height, width)
+    return (memory.qk_bytes(batch, s.depth, s.tokens, s.width) + memory.forward_bytes(batch, s.tokens, s.width)
+            + memory.scores_bytes(batch, s.heads, min(s.tokens, ROW_CHUNK), s.tokens))
 
 
 def check_capture_memory(module: torch.nn.Module, batch: int, height: int, width: int, device) -> None:
@@ -96,13 +107,12 @@ def capture_qk(loaded_or_module, images: torch.Tensor, keep_pre: bool = False) -
     rotation (QK.q_pre, k_pre), for checks of the rotation itself.
     Shapes: images (B, 3, H, W) already normalised -> QK with q, k (B, L, H, N, D)
     """
-    module = _unwrap(loaded_or_module)
+    module = adapters.module_of(loaded_or_module)
     resolved = adapters.resolve(module)
     adapter, body = resolved.adapter, resolved.body
     B, _, height, width = images.shape
     ph, pw = adapters.patch_size(body)
-    if height % ph or width % pw:
-        raise CaptureError(f"Image size {height} x {width} px is not a multiple of the patch size ({ph} px).")
+    adapters.check_patch_multiple((ph, pw), height, width, CaptureError)
     adapter.check_image_size(body, height, width)
     check_capture_memory(module, B, height, width, images.device)
     npt = adapter.prefix_tokens(body)["total"]

@@ -36,13 +36,12 @@ def compute_patch_features(loaded_or_module, images: torch.Tensor) -> torch.Tens
     Works for headless models too: timm's forward_features stops before any classifier.
     Shapes: images (B, 3, H, W) normalised -> (B, H/p, W/p, C) float32
     """
-    module = getattr(loaded_or_module, "module", loaded_or_module)
+    module = adapters.module_of(loaded_or_module)
     B, _, height, width = images.shape
-    patch = adapters.patch_size(adapters.body_of(module))[0]
-    if height % patch or width % patch:
-        raise FeatureError(f"Image size {height} x {width} px is not a multiple of the patch size ({patch} px).")
+    ph, pw = adapters.patch_size(adapters.body_of(module))
+    adapters.check_patch_multiple((ph, pw), height, width, FeatureError)
     adapters.check_image_size(module, height, width)
-    gh, gw = height // patch, width // patch
+    gh, gw = height // ph, width // pw
     with torch.inference_mode():
         tokens = module.forward_features(images)  # (B, N, C), N = prefix + gh * gw
     patches = tokens[:, int(module.num_prefix_tokens):].float()  # (B, gh * gw, C)

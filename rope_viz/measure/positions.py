@@ -194,7 +194,7 @@ def apply_method(module: torch.nn.Module, method: str, grid, train_grid=None, **
     records what the method does. Unknown methods raise PositionMethodError naming the valid ones.
     Shapes: grid (gh, gw) patches of the forward that follows
     """
-    module = getattr(module, "module", module)
+    module = adapters.module_of(module)
     result = method_for_model(module, method, grid, train_grid, **options)
     if result is None:
         yield module

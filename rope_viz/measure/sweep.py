@@ -23,7 +23,6 @@ from typing import Callable, MutableMapping
 import torch
 
 from rope_viz import models
-from rope_viz import adapters
 from rope_viz.errors import InputError
 from rope_viz.measure import capture, positions, tables
 from rope_viz.measure.distributed import SINGLE, Shard, max_over_processes, sum_counts
@@ -49,11 +48,8 @@ def memory_description(device: str) -> str:
 def estimate_forward_bytes(module: torch.nn.Module, batch: int, resolution: int, patch_size: int) -> int:
     """A rough upper bound on inference memory for one batch: the residual stream and the MLP's
     hidden layer (4x) at fp32, plus one layer's attention scores where SDPA falls back to them."""
-    tokens = (resolution // patch_size) ** 2 + 1
-    body = adapters.body_of(module)
-    width = body.embed_dim
-    heads = body.blocks[0].attn.num_heads
-    return 4 * batch * (tokens * width * 8 + heads * tokens * tokens)
+    s = capture.sizes_of(module, resolution, resolution, patch_size)
+    return memory.forward_bytes(batch, s.tokens, s.width) + memory.scores_bytes(batch, s.heads, s.tokens, s.tokens)
 
 
 def check_memory(module, batch: int, resolution: int, patch_size: int, device: str, extra: int = 0) -> None:

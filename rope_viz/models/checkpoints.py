@@ -1,9 +1,9 @@
 """Checkpoints: read safely, bring to the module's key layout, load strictly, explain mismatches.
 
-Files are read from safetensors or torch.load(weights_only=True), never a bare unpickle. naver's
-rope-vit layout ({'model': state} with a flat top-level `freqs`) and timm's own checkpoint filters
-are both understood. Anything that does not fit the chosen architecture (wrong RoPE kind, wrong
-size, wrong keys) is one sentence naming what was expected and what was found.
+Files are read by timm's load_state_dict from safetensors or torch.load(weights_only=True), never a
+bare unpickle. naver's rope-vit layout ({'model': state} with a flat top-level `freqs`) and timm's
+own checkpoint filters are both understood. Anything that does not fit the chosen architecture
+(wrong RoPE kind, wrong size, wrong keys) is one sentence naming what was expected and what was found.
 """
 from __future__ import annotations
 
@@ -12,20 +12,24 @@ import pickle
 import sys
 from pathlib import Path
 
-import safetensors.torch
 import torch
+from timm.models import load_state_dict as timm_load_state_dict
 
 from rope_viz import adapters
 from rope_viz.models.specs import ModelLoadError
 
 
 def read_state_dict(path: str | os.PathLike) -> dict:
-    """Read a checkpoint without unpickling arbitrary objects (safetensors, or weights_only=True)."""
+    """Read a checkpoint without unpickling arbitrary objects, with timm's reader: safetensors, or
+    torch.load(weights_only=True) (argparse.Namespace, which timm's training checkpoints keep in `args`,
+    is its only allowed extra). timm also takes the state dict out of its wrapper (EMA weights first)
+    and drops DDP / torch.compile key prefixes. Every failure is one sentence (ModelLoadError)."""
     path = Path(path)
+    if not path.is_file():  # timm says only FileNotFoundError() (and logs an error) for anything else
+        kind = "IsADirectoryError" if path.is_dir() else "FileNotFoundError"
+        raise ModelLoadError(f"Could not open checkpoint {path.name} ({kind}).")
     try:
-        if path.suffix == ".safetensors":
-            return safetensors.torch.load_file(str(path))
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return timm_load_state_dict(str(path), device="cpu", weights_only=True)
     except MemoryError as err:  # the file may be fine: say what happened, not "corrupt"
         size = path.stat().st_size / 2**20 if path.exists() else float("nan")
         raise ModelLoadError(f"There was not enough free memory to read checkpoint {path.name} ({size:.0f} MiB); "
@@ -36,10 +40,13 @@ def read_state_dict(path: str | os.PathLike) -> dict:
         raise ModelLoadError(
             f"Could not read checkpoint {path.name}: it is not a valid {path.suffix} weights file ({type(err).__name__})."
         ) from err
-    except pickle.UnpicklingError as err:  # weights_only refused something that is not a tensor
-        raise ModelLoadError(f"Checkpoint {path.name} holds Python objects besides tensors; it is refused because "
-                             f"unpickling them could run code (torch.load with weights_only=True).") from err
+    except AttributeError as err:  # timm cleans keys with .items(): the file holds a tensor or a list, not a dict
+        raise ModelLoadError("The checkpoint holds no state dict of tensors.") from err
     except Exception as err:  # corrupt files raise many types; the user needs one sentence
+        if isinstance(err, pickle.UnpicklingError) or isinstance(err.__cause__, pickle.UnpicklingError):
+            # weights_only refused something that is not a tensor (timm re-raises it as a RuntimeError)
+            raise ModelLoadError(f"Checkpoint {path.name} holds Python objects besides tensors; it is refused because "
+                                 f"unpickling them could run code (torch.load with weights_only=True).") from err
         raise ModelLoadError(
             f"Could not read checkpoint {path.name}: it is not a valid {path.suffix} weights file ({type(err).__name__})."
         ) from err

@@ -110,9 +110,23 @@ def describe_budget(budget: int | None = None) -> str:
 
 # ---------------------------------------------------------------- estimates
 
+# Every estimate in rope-viz is built from these three, in fp32 unless told: a capture's peak
+# (rope_viz.measure.capture), a sweep batch (rope_viz.measure.sweep) and a kept capture (the app's cache).
+
 def qk_bytes(batch: int, depth: int, tokens: int, width: int, dtype_bytes: int = 4) -> int:
     """Bytes of one capture's stored q and k: two (B, L, N, C) tensors (C = heads x head_dim)."""
     return 2 * batch * depth * tokens * width * dtype_bytes
+
+
+def forward_bytes(batch: int, tokens: int, width: int, dtype_bytes: int = 4) -> int:
+    """A rough upper bound on one forward's live activations: the residual stream and the MLP's hidden
+    layer (4x) with their copies, eight (B, N, C) tensors in all."""
+    return 8 * batch * tokens * width * dtype_bytes
+
+
+def scores_bytes(batch: int, heads: int, rows: int, tokens: int, dtype_bytes: int = 4) -> int:
+    """Bytes of `rows` query rows of attention scores in every head: one (B, H, rows, N) tensor."""
+    return batch * heads * rows * tokens * dtype_bytes
 
 
 def nbytes(obj) -> int:

@@ -7,7 +7,6 @@ is safe to interrupt: Ctrl-C saves a resume file and `--resume` continues from i
 from __future__ import annotations
 
 import json
-import math
 import platform
 import time
 from dataclasses import asdict, dataclass, field
@@ -16,6 +15,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
+from timm.optim import create_optimizer_v2
+from timm.scheduler import CosineLRScheduler
 from tqdm import tqdm
 
 from rope_viz import models
@@ -121,11 +122,24 @@ def augment(images: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch
     return (shifted * brightness).clamp(0, 255)
 
 
+def lr_schedule(optimizer: torch.optim.Optimizer, total: int, warmup: int, base: float) -> CosineLRScheduler:
+    """timm's cosine schedule, stepped per update (call step_update(step) before update `step`): linear
+    warm-up over `warmup` updates from base / warmup, then cosine decay from `base` to zero at `total`.
+
+    warmup_lr_init = base / warmup makes update 0 the same as the recipe's own schedule before timm
+    (base * (step + 1) / warmup); timm's ramp then rises by (base - base / warmup) / warmup per update,
+    so it ends (warmup - 1) / warmup**2 of base lower. The cosine part is the same to the last bit.
+    """
+    return CosineLRScheduler(optimizer, t_initial=max(1, total - warmup), lr_min=0.0, warmup_t=warmup,
+                             warmup_lr_init=base / warmup if warmup else 0.0, warmup_prefix=True,
+                             t_in_epochs=False)
+
+
 def lr_at(step: int, total: int, warmup: int, base: float) -> float:
-    """Linear warm-up then cosine decay to zero."""
-    if step < warmup:
-        return base * (step + 1) / warmup
-    return 0.5 * base * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+    """The learning rate lr_schedule gives update `step` (for cards, tests and comparisons)."""
+    probe = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=base)
+    lr_schedule(probe, total, warmup, base).step_update(step)
+    return probe.param_groups[0]["lr"]
 
 
 def train(config: TrainConfig, out_dir: Path, device: str | None = None, resume: bool = False,
@@ -137,12 +151,12 @@ def train(config: TrainConfig, out_dir: Path, device: str | None = None, resume:
     images, labels = data.scene_tensors(seeds, config.resolution, cache_dir=cache_dir, scale_range=config.scale_range)
 
     model = build_model(config).to(device)
-    no_decay = {n for n, p in model.named_parameters() if p.ndim <= 1 or n in ("cls_token", "pos_embed", "rope.freqs")}
-    groups = [{"params": [p for n, p in model.named_parameters() if n not in no_decay], "weight_decay": config.weight_decay},
-              {"params": [p for n, p in model.named_parameters() if n in no_decay], "weight_decay": 0.0}]
-    optimizer = torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.999))
+    # AdamW (betas 0.9, 0.999); no weight decay on 1-D parameters (biases, norms) nor on what Eva's
+    # no_weight_decay() names (cls_token, pos_embed, rope.freqs of RoPE-Mixed): timm groups them.
+    optimizer = create_optimizer_v2(model, "adamw", lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = len(labels) // config.batch_size
     total, warmup = steps_per_epoch * config.epochs, int(steps_per_epoch * config.warmup_epochs)
+    schedule = lr_schedule(optimizer, total, warmup, config.lr)
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -167,8 +181,7 @@ def train(config: TrainConfig, out_dir: Path, device: str | None = None, resume:
             seen, correct, loss_sum = 0, 0, 0.0
             for i in bar:
                 step = epoch * steps_per_epoch + i
-                for g in optimizer.param_groups:
-                    g["lr"] = lr_at(step, total, warmup, config.lr)
+                schedule.step_update(step)
                 idx = order[i * config.batch_size:(i + 1) * config.batch_size]
                 x = data.normalise(augment(images[idx], config.max_shift, gen), config.mean, config.std)
                 x, y = x.to(device), labels[idx].to(device)
