@@ -13,7 +13,7 @@ from rope_viz.errors import RopeVizError
 
 RESOLUTIONS = [16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160, 192, 224, 256, 288, 320, 384, 448, 512]
 URL_KEYS = {"res_models": "list", "res_list": "list_int", "res_data": "str", "res_limit": "int",
-            "res_methods": "list", "res_view": "str", "res_reported": "str", "res_att_n": "int"}
+            "res_methods": "list", "res_view": "str", "res_reported": "str", "res_att_n": "int", "res_band_k": "int"}
 
 cached.use_app_navigation()  # before anything is drawn (see its docstring)
 
@@ -56,6 +56,11 @@ methods = c3.multiselect("position methods (one curve each)", list(positions.MET
                               "in rope_viz.positions). Every method sees the same images. APE tables are always "
                               "resampled bicubically: the paper's plain way for naver and APE-only models, timm's antialiased "
                               "way otherwise (the table's ape_resample); on APE-only models only a logit scale applies.")
+band_k = 0
+if any(m.startswith("drop_") for m in methods):  # band ablation: how many pairs to switch off
+    band_k = int(c3.number_input("k pairs switched off (drop_low / drop_high)", 0, 512, 4, key="res_band_k",
+                                 help="Rotation off for the k lowest or highest |w| pairs of every head (p-RoPE)."))
+    methods = [f"{m}:{band_k}" if m.startswith("drop_") else m for m in methods]
 dataset = folder.strip() if data_kind == "image folder" else data_kind
 policy = sweep.RESIZE_POLICY["folder" if data_kind == "image folder" else "scenes"]
 st.caption(f"Resize policy: {policy}. Batches of 128, inference mode, fused attention, "

@@ -162,6 +162,8 @@ def method_for_model(module: torch.nn.Module, method: str, grid, train_grid=None
     from_model = {"prefix_tokens": adapter.prefix_tokens(body)["total"]}
     options = {**options, **{k: from_model[k] for k in record.model_options}}
     if not adapter.has_rope:
+        if record.base == "native":
+            return None  # nothing rotates, so nothing to keep or switch off
         scale = compute_positions(method, torch.ones(1, 1, 1, 2), grid, train, **options).logit_scale
         return None if scale == 1.0 else Positions(None, scale)
     if method == "native" and not options:
