@@ -22,7 +22,8 @@ from safetensors.torch import save_file
 from streamlit.testing.v1 import AppTest
 
 from helpers import run_page
-from rope_viz import data, sweep
+from page_values import axial_theory, drawn_mean_distance, drawn_vectors, explorer_pixels, mean_distance
+from rope_viz import data, models, sweep
 from rope_viz.runtime import memory
 from rope_viz.__main__ import main as cli_main
 
@@ -148,6 +149,7 @@ def test_attention_page_images_keep_the_session():
     at.radio(key="att_source").set_value("upload").run()
     kept = {"att_model_a": "tiny-ape", "att_model_b": "tiny-rope_axial_ape", "att_layer": 0, "att_qx": 1,
             "att_source": "upload"}
+    model_b = models.load_model("tiny-rope_axial_ape")
     for kind, name, raw, outcome, fragment in IMAGES:
         at.file_uploader(key="att_upload").upload(name, raw).run()
         if outcome == "error":
@@ -158,6 +160,11 @@ def test_attention_page_images_keep_the_session():
             notes = [i.value for i in at.info]
             assert len(notes) == 1 and fragment in notes[0] and one_sentence(notes[0]), (kind, notes)
             assert attention_maps_shown(at), kind
+            # The maps are drawn on the converted upload, and the distance curve is model B's forward on it.
+            pixels = explorer_pixels(at)
+            np.testing.assert_array_equal(pixels, data.input_image("upload", name, 32, raw), err_msg=kind)
+            np.testing.assert_allclose(drawn_mean_distance(at, model_b.spec.display), mean_distance(model_b, pixels),
+                                       rtol=0, atol=1e-5, err_msg=kind)
         assert {k: at.session_state[k] for k in kept} == kept, kind
     at.radio(key="att_source").set_value("sample scene").run()
     assert not at.exception and not at.error and attention_maps_shown(at)
@@ -244,6 +251,11 @@ def test_attention_resolutions_keep_the_session(monkeypatch):
     shows_one_error(at, "A capture at 2048 x 2048 px needs about 608.0 MiB, but only 512.0 MiB is free; choose a lower resolution.", "too large")
     at.number_input(key="att_res").set_value(40).run()
     assert not at.exception and not at.error and attention_maps_shown(at)
+    pixels = explorer_pixels(at)  # the sample scene at the last valid size, 5 x 5 patches
+    tiny_ape = models.load_model("tiny-ape")
+    assert pixels.shape == (40, 40, 3)
+    np.testing.assert_allclose(drawn_mean_distance(at, tiny_ape.spec.display), mean_distance(tiny_ape, pixels),
+                               rtol=0, atol=1e-5)
     assert at.session_state["att_view"] == "mean"
 
 
@@ -279,6 +291,8 @@ def test_resolution_page_bad_sets_keep_finished_cells(tmp_path, monkeypatch):
     at.number_input(key="res_limit").set_value(10).run()
     at.button(key="res_run").click().run()
     assert not at.exception and not at.error and len(at.dataframe[0].value) == 1
+    row = sweep.evaluate_cell(models.load_model("tiny-ape"), 32, "shapes", 10)  # the same cell, computed here
+    assert at.dataframe[0].value["top1"].iloc[0] == row["top1"] and at.dataframe[0].value["n"].iloc[0] == 10
     finished = dict(cached.get_sweep_cells())
     at.selectbox(key="res_data").set_value("image folder").run()
     for kind, path, fragment in _folders(tmp_path):
@@ -318,6 +332,8 @@ def test_frequencies_theory_settings_keep_the_session():
         assert at.session_state["freq_heads"] == 3, kind
         at.number_input(key=key).set_value(before).run()
         assert not at.exception and not at.error and len(at.get("plotly_chart")) == 5, kind  # + position methods
+    # Back at the defaults, the axial panel draws the hand-derived ladder f_i = 100^(-4i/64).
+    np.testing.assert_allclose(drawn_vectors(at, 0), axial_theory(64, 100.0), rtol=1e-6, atol=0)
 
 
 # ---------------------------------------------------------------- command line

@@ -4,9 +4,15 @@ from __future__ import annotations
 import io
 import math
 
+import numpy as np
 import pytest
+import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
+
+from page_values import array, figure
+from rope_viz import models
+from rope_viz.measure import features
 
 TIMEOUT = 120
 
@@ -72,6 +78,13 @@ def test_features_upload_and_bad_upload():
     Image.new("L", (50, 30), 128).save(buffer, format="PNG")
     at.file_uploader(key="feat_upload").upload("grey.png", buffer.getvalue()).run()
     assert not at.exception and not at.error and len(charts(at)) == 2
+    # Model A's similarity map at 32 px: its features of the flat grey image (128 everywhere after the resize),
+    # cosine to the query patch at the image centre (u = v = 0.5: patch (2, 2) of 4 x 4).
+    loaded = models.load_model("tiny-ape")
+    grey = torch.full((1, 3, 32, 32), 128, dtype=torch.uint8)
+    expected = features.patch_similarity(features.compute_patch_features(loaded, loaded.normalise(grey))[0], (2, 2))
+    drawn = [t for t in figure(at, loaded.spec.display)["data"] if t["type"] == "heatmap"][0]  # resolutions in order
+    np.testing.assert_allclose(array(drawn["z"]), expected.double().numpy(), rtol=0, atol=1e-5)
     at.file_uploader(key="feat_upload").upload("bad.png", b"not an image").run()
     assert not at.exception and len(at.error) == 1
 
@@ -83,7 +96,7 @@ def test_frequencies_method_section_every_control():
     assert not at.exception and not at.error
     table = at.dataframe[-1].value
     assert list(table["method"]) == ["interpolate (positions x t/g)", "NTK-aware (base per axis)",
-                                     "YaRN-2D (ramp + temperature)"]
+                                     "YaRN-2D (paper's ramp in turns + temperature)"]
     at.multiselect(key="freq_methods").set_value(["extrapolate", "log_n", "normalised"]).run()
     at.slider(key="freq_method_grid").set_value(12).run()  # tiny models: trained on 4 x 4
     assert not at.exception and not at.error

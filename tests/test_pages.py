@@ -12,7 +12,8 @@ from safetensors.torch import save_file
 from streamlit.testing.v1 import AppTest
 
 from helpers import run_page
-from rope_viz import models, rope
+from page_values import axial_theory, drawn_mean_distance, drawn_vectors, figure, mean_distance, overlay_pixels
+from rope_viz import data, models, rope
 from rope_viz.models import registry
 from rope_viz.app import explorer
 
@@ -53,6 +54,8 @@ def test_frequencies_theory_every_control():
         widget = next(w for w in [*at.number_input, *at.slider] if w.key == key)
         widget.set_value(value).run()
         assert not at.exception and not at.error, (key, at.exception, at.error)
+    # The axial panel draws the hand-derived ladder of the settings above: f_i = 50^(-4i/32).
+    np.testing.assert_allclose(drawn_vectors(at, 0), axial_theory(32, 50.0), rtol=1e-6, atol=0)
     at.toggle(key="freq_log").set_value(True).run()
     assert not at.exception and len(at.get("plotly_chart")) == 5
 
@@ -67,6 +70,11 @@ def test_frequencies_model_mode(model):
     assert not at.exception
     charts = len(at.get("plotly_chart"))
     assert charts == (8 if model == "tiny-rope_mixed" else 5)  # learned mixed adds the across-layers views; +1 methods
+    # The vectors drawn are the loaded model's own for the chosen layer and head (a learned model right of theory).
+    spec = models.get_spec(model)
+    freqs = rope.model_freqs(models.load_model(spec).module)[1, 1].numpy()  # (D/2, 2)
+    np.testing.assert_array_equal(drawn_vectors(at, 1 if spec.pos.startswith("rope_mixed") else 0),
+                                  freqs.astype(np.float64))
 
 
 def explorer_shown(at) -> bool:
@@ -104,6 +112,12 @@ def test_attention_every_control():
     assert not at.exception and not at.error and len(at.get("plotly_chart")) == 4
     at.selectbox(key="att_model_b").set_value("(none)").run()
     assert not at.exception and len(at.get("plotly_chart")) == 3
+    # The distance curve is the model's own forward on the image its map is drawn on.
+    spec = models.get_spec("tiny-rope_mixed_ape")
+    pixels = overlay_pixels(figure(at, spec.display))
+    assert pixels.shape == (64, 64, 3)
+    np.testing.assert_allclose(drawn_mean_distance(at, spec.display), mean_distance(models.load_model(spec), pixels),
+                               rtol=0, atol=1e-5)
 
 
 # The smallest timm model of every family, two blocks of two heads (head_dim and rope config unchanged).
@@ -167,8 +181,13 @@ def test_frequencies_and_attention_render_every_family(family, family_checkpoint
     at.radio(key="att_engine").set_value("server").run()
     assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
     assert len(at.get("plotly_chart")) == 3  # the map, distance, entropy
-    if family in HEADLESS:
-        assert "has no classifier head" in at.info[0].value
+    # The distance curve is the model's own forward (native positions) on the image its map is drawn on.
+    pixels = overlay_pixels(figure(at, spec.display))
+    assert pixels.shape == (spec.train_res, spec.train_res, 3)
+    np.testing.assert_allclose(drawn_mean_distance(at, spec.display), mean_distance(models.load_model(spec), pixels),
+                               rtol=0, atol=1e-5)
+    if family in HEADLESS:  # beside the family's port note, where timm's port differs from the original
+        assert any("has no classifier head" in i.value for i in at.info), [i.value for i in at.info]
     at.selectbox(key="att_view").set_value("cls").run()
     assert not at.exception and not at.error, [e.value for e in at.error]
 
@@ -261,6 +280,11 @@ def test_attention_view_restores_from_url_and_is_written_back():
     assert (at.selectbox(key="att_view").value, at.slider(key="att_layer").value) == ("heads", 0)
     assert (at.number_input(key="att_qx").value, at.number_input(key="att_qy").value) == (5, 1)
     assert len(at.get("plotly_chart")) == 3  # one model's maps (server path), distance, entropy
+    spec = models.get_spec("tiny-rope_axial")  # the link's scene (seed 10000042, canvas) at the link's 48 px
+    pixels = overlay_pixels(figure(at, spec.display))
+    np.testing.assert_array_equal(pixels, np.asarray(data.render_scene(10_000_042, 48, "canvas")[0]))
+    np.testing.assert_allclose(drawn_mean_distance(at, spec.display), mean_distance(models.load_model(spec), pixels),
+                               rtol=0, atol=1e-5)
     at.slider(key="att_layer").set_value(1).run()
     assert at.query_params["att_layer"] == "1" and at.query_params["att_seed"] == "10000042"
 
