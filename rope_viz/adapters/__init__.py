@@ -28,7 +28,7 @@ get_family = get_adapter
 
 
 def _grid(resolved: Resolved, grid) -> tuple[int, int]:
-    return tuple(int(v) for v in grid) if grid is not None else resolved.adapter.train_grid(resolved.body)
+    return tuple(int(v) for v in grid) if grid is not None else resolved.train_grid()
 
 
 def model_freqs(module: torch.nn.Module, grid: tuple[int, int] | None = None) -> torch.Tensor | None:
@@ -60,7 +60,7 @@ def convention(module: torch.nn.Module, grid: tuple[int, int] | None = None) -> 
 def train_grid(module: torch.nn.Module) -> tuple[int, int]:
     """The patch grid the model was built for: (gh, gw)."""
     r = resolve(module)
-    return r.adapter.train_grid(r.body)
+    return r.train_grid()
 
 
 def prefix_tokens(module: torch.nn.Module) -> dict[str, int]:

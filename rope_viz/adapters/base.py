@@ -134,11 +134,13 @@ class Adapter:
         return {"cls": int(has_cls(body)), "registers": num_registers(body),
                 "total": int(getattr(body, "num_prefix_tokens", 0))}
 
-    def train_grid(self, body) -> tuple[int, int]:
-        """The patch grid the model was built for (its img_size / patch size): (gh, gw)."""
+    def train_grid(self, body, module=None) -> tuple[int, int]:
+        """The patch grid the model was built for (its img_size / patch size): (gh, gw). `module`: the model
+        around the body (a classifier wrapper keeps timm's pretrained_cfg on itself, not on its encoder)."""
         grid = getattr(body.patch_embed, "grid_size", None)
         if grid is None:  # embedders that keep no image size: timm's pretrained input size
-            _, height, width = body.pretrained_cfg["input_size"]
+            cfg = getattr(body, "pretrained_cfg", None) or getattr(module, "pretrained_cfg", None)
+            _, height, width = cfg["input_size"]
             ph, pw = patch_size(body)
             return height // ph, width // pw
         gh, gw = grid

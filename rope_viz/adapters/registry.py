@@ -37,6 +37,10 @@ class Resolved:
 
     adapter: Adapter
     body: torch.nn.Module
+    module: torch.nn.Module  # the model itself (the body, or the classifier wrapper around it)
+
+    def train_grid(self) -> tuple[int, int]:
+        return self.adapter.train_grid(self.body, self.module)
 
 
 def get_adapter(key: str) -> Adapter:
@@ -68,12 +72,12 @@ def resolve(module: torch.nn.Module) -> Resolved:
     module = module_of(module)
     adapter = _match(module)
     if adapter is not None:
-        return Resolved(adapter, module)
+        return Resolved(adapter, module, module)
     inner = getattr(module, "encoder", None)
     if isinstance(inner, torch.nn.Module):
         adapter = _match(inner)
         if adapter is not None:
-            return Resolved(adapter, inner)
+            return Resolved(adapter, inner, module)
     rope = rope_module(module)
     found = type(rope).__name__ if rope is not None else type(module).__name__
     raise FamilyError(f"{found} is not a supported position scheme; supported: "

@@ -43,8 +43,10 @@ def compute_patch_features(loaded_or_module, images: torch.Tensor) -> torch.Tens
     adapters.check_image_size(module, height, width)
     gh, gw = height // ph, width // pw
     with torch.inference_mode():
-        tokens = module.forward_features(images)  # (B, N, C), N = prefix + gh * gw
-    patches = tokens[:, int(module.num_prefix_tokens):].float()  # (B, gh * gw, C)
+        tokens = module.forward_features(images)  # (B, N, C), N = prefix + gh * gw; (B, gh, gw, C) for some towers
+    if tokens.ndim == 4:  # NHWC token grids (Qwen3's and DeepSeek's wrappers): no prefix tokens
+        tokens = tokens.flatten(1, 2)
+    patches = tokens[:, adapters.prefix_tokens(module)["total"]:].float()  # (B, gh * gw, C)
     return patches.reshape(B, gh, gw, -1).clone()
 
 

@@ -158,7 +158,7 @@ def method_for_model(module: torch.nn.Module, method: str, grid, train_grid=None
     options = {**spec_options, **options}
     record = get_method(method)
     grid = tuple(int(v) for v in grid)
-    train = tuple(int(v) for v in train_grid) if train_grid is not None else adapter.train_grid(body)
+    train = tuple(int(v) for v in train_grid) if train_grid is not None else resolved.train_grid()
     from_model = {"prefix_tokens": adapter.prefix_tokens(body)["total"]}
     options = {**options, **{k: from_model[k] for k in record.model_options}}
     if not adapter.has_rope:

@@ -84,7 +84,7 @@ def describe_module(module: torch.nn.Module) -> dict:
     family, body = resolved.adapter, resolved.body
     tokens = family.prefix_tokens(body)
     ph, pw = adapters.patch_size(body)
-    _, grid_w = family.train_grid(body)
+    _, grid_w = resolved.train_grid()
     has_ape = getattr(body, "pos_embed", None) is not None
     default_ape = "own" if family.own_ape_resampling else "paper" if family.key in PAPER_APE_FAMILIES else "timm"
     return dict(family=family.key, family_label=family.display(body), pos=family.pos(body),
