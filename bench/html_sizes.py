@@ -1,5 +1,5 @@
-"""Sizes of the standalone HTML explorer (rope_viz.app.standalone): bytes of the file for one layer and
-for every layer, for the bundled models at 64/128/256 px (one model, and the Attention page's default
+"""Sizes of the standalone HTML explorer (rope_viz.app.standalone): bytes of the file for one head of one
+layer, one layer and every layer, for the bundled models at 64/128/256 px (one model, and the Attention page's default
 pair APE + RoPE-Mixed) and for ViT-B/16 RoPE-Mixed (timm, random weights) at 224 px. float32 q and k.
 
 A payload holds, per model and layer, q and k (H, N, D) float32 plus the image; the file holds them base64
@@ -27,12 +27,14 @@ def pixels_at(resolution: int) -> np.ndarray:
     return (data.resize_center_crop(image, resolution) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
 
 
-def sizes(captures: dict[str, capture.QK], pixels: np.ndarray, patch: int) -> tuple[int, int, int]:
-    """(layers, HTML bytes with the last layer, HTML bytes with every layer)"""
+def sizes(captures: dict[str, capture.QK], pixels: np.ndarray, patch: int) -> tuple[int, int, int, int]:
+    """(layers, HTML bytes with the last layer's head 0, with the last layer, with every layer)"""
     depth = min(qk.num_layers for qk in captures.values())
+    head = standalone.explorer_html(standalone.layer_payloads(captures, [depth - 1], pixels, patch, STATE, heads=[0]),
+                                    "bench")
     one = standalone.explorer_html(standalone.layer_payloads(captures, [depth - 1], pixels, patch, STATE), "bench")
     every = standalone.explorer_html(standalone.layer_payloads(captures, range(depth), pixels, patch, STATE), "bench")
-    return depth, len(one.encode()), len(every.encode())
+    return depth, len(head.encode()), len(one.encode()), len(every.encode())
 
 
 def main() -> None:
@@ -55,8 +57,10 @@ def main() -> None:
     with torch.no_grad():
         qk = capture.capture_qk(vit, x)
     rows.append(("ViT-B/16 RoPE-Mixed (random)", 224, *sizes({"ViT-B/16": qk}, pixels, 16)))
-    lines = ["| model | px | layers | HTML, one layer | HTML, all layers |", "| --- | ---: | ---: | ---: | ---: |"]
-    lines += [f"| {m} | {r} | {L} | {one / 1e6:.3f} MB | {every / 1e6:.3f} MB |" for m, r, L, one, every in rows]
+    lines = ["| model | px | layers | one layer, one head | one layer | all layers |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    lines += [f"| {m} | {r} | {L} | {h / 1e6:.3f} MB | {one / 1e6:.3f} MB | {every / 1e6:.3f} MB |"
+              for m, r, L, h, one, every in rows]
     table = "\n".join(lines)
     print(table)
     if args.out:

@@ -146,14 +146,19 @@ def browser_panel(view: str, layer: int, head: int, opacity: float, qx: int, qy:
 
 def html_download(labels: list[str], view: str, layer: int, state: dict) -> None:
     """This view (the chosen layers, every head) as one HTML file that works offline, with no server."""
-    layers = st.multiselect("layers in the HTML file", list(range(depth)), default=[layer], key="att_html_layers",
+    c1, c2 = st.columns(2)
+    layers = c1.multiselect("layers in the HTML file", list(range(depth)), default=[layer], key="att_html_layers",
                             help="Each layer adds its q and k to the file; the file opens in any browser, offline.")
-    if not layers:
+    kept = c2.multiselect("heads in the HTML file", list(range(heads)), default=list(range(heads)),
+                          key="att_html_heads", help="Fewer heads, a smaller file (each model keeps these heads).")
+    if not layers or not kept:
         return
     title = f"{' vs '.join(labels)}: {views.ATTENTION_VIEWS[view]} at {resolution} px"
-    page = cached.get_explorer_html(chosen, labels, device, key, pixels, sorted(layers), patch, state, title, method)
+    page = cached.get_explorer_html(chosen, labels, device, key, pixels, sorted(layers), patch, state, title, method,
+                                    None if len(kept) == heads else sorted(kept))
     raw = page.encode()
-    st.download_button(f"Download this view as HTML ({len(raw) / 1e6:.2f} MB)", data=raw,
+    mb = len(raw) / 1e6
+    st.download_button(f"Download this view as HTML ({mb:.{2 if mb >= 0.1 else 3}f} MB)", data=raw,
                        file_name=f"attention_{view}_{resolution}px.html", mime="text/html", key="att_html",
                        on_click="ignore")
 

@@ -109,8 +109,9 @@ def resolution_sweep(names, resolutions=(32, 64, 96, 128), limit: int = 50, data
 
 
 def explorer_payload(model_or_models, resolution: int | None = None, layer: int = -1, view: str = "query",
-                     head: int = 0, method: str = "native", layers=None, **image_args) -> dict[str, bytes]:
-    """{"layer i": the explorer's bytes} for one or more models (same patch size) on one image."""
+                     head: int = 0, method: str = "native", layers=None, heads=None, **image_args) -> dict[str, bytes]:
+    """{"layer i": the explorer's bytes} for one or more models (same patch size) on one image; `layers` and
+    `heads` (default: `layer`, every head) bound its size."""
     chosen = model_or_models if isinstance(model_or_models, (list, tuple)) else [model_or_models]
     loaded = [load(m) for m in chosen]
     resolution = resolution or loaded[0].spec.train_res
@@ -124,7 +125,8 @@ def explorer_payload(model_or_models, resolution: int | None = None, layer: int 
     state = {"view": view, "head": head, "opacity": 0.6, "pinned": [gw // 2, gh // 2], "key": "notebook",
              "panel_px": 320 if len(loaded) > 1 else 400,
              "payload_id": f"{'|'.join(m.spec.name for m in loaded)}|{resolution}|{method}"}
-    return standalone.layer_payloads(captures, layers, pixels, loaded[0].spec.patch_size, state)
+    return standalone.layer_payloads(captures, layers, pixels, loaded[0].spec.patch_size, state,
+                                     heads=None if heads is None else list(heads))
 
 
 ESM = """
@@ -175,10 +177,11 @@ class AttentionWidget(anywidget.AnyWidget):
 
 
 def attention(model_or_models, resolution: int | None = None, layer: int = -1, view: str = "query", head: int = 0,
-              method: str = "native", layers=None, **image_args) -> AttentionWidget:
+              method: str = "native", layers=None, heads=None, **image_args) -> AttentionWidget:
     """The attention explorer (the app's explorer.js) as a widget: one or two models on one image at
-    `resolution`; `layers` (default: just `layer`) are the layers it holds; `view` one of explorer.VIEWS."""
-    payloads = explorer_payload(model_or_models, resolution, layer, view, head, method, layers, **image_args)
+    `resolution`; `layers` (default: just `layer`) and `heads` (default: all) are what it holds; `view` one
+    of explorer.VIEWS."""
+    payloads = explorer_payload(model_or_models, resolution, layer, view, head, method, layers, heads, **image_args)
     labels = [m["label"] for m in explorer.unpack_header(next(iter(payloads.values())))["models"]]
     return AttentionWidget(payloads, f"{' vs '.join(labels)}: attention")
 
@@ -186,7 +189,7 @@ def attention(model_or_models, resolution: int | None = None, layer: int = -1, v
 def save_html(path: str | os.PathLike, model_or_models, resolution: int | None = None, layers=None,
               view: str = "query", **options) -> Path:
     """The attention explorer for these models as one self-contained HTML file (offline, no server);
-    `layers` (default: the last) bound its size. Returns the path."""
+    `layers` (default: the last) and `heads=[...]` (default: all) bound its size. Returns the path."""
     payloads = explorer_payload(model_or_models, resolution, view=view, layers=layers, **options)
     labels = [m["label"] for m in explorer.unpack_header(next(iter(payloads.values())))["models"]]
     return standalone.save_html(path, payloads, f"{' vs '.join(labels)}: attention")

@@ -382,8 +382,12 @@ def test_attention_html_download_holds_the_explorer_payload():
     page = standalone.explorer_html({"layer 1": payload}, f"{' vs '.join(labels)}: "
                                     f"{views.ATTENTION_VIEWS[header['view']]} at {header['resolution'][0]} px")
     button = next(b for b in at.get("download_button") if b.key == "att_html")
-    assert button.proto.label == f"Download this view as HTML ({len(page.encode()) / 1e6:.2f} MB)"
+    assert button.proto.label == f"Download this view as HTML ({len(page.encode()) / 1e6:.3f} MB)"  # under 0.1 MB
     at.multiselect(key="att_html_layers").set_value([0, 1]).run()
     assert not at.exception and not at.error
     bigger = next(b for b in at.get("download_button") if b.key == "att_html").proto.label
     assert float(bigger.split("(")[1].split()[0]) > float(button.proto.label.split("(")[1].split()[0])
+    at.multiselect(key="att_html_heads").set_value([1]).run()  # one head of two: a smaller file
+    assert not at.exception and not at.error
+    smaller = next(b for b in at.get("download_button") if b.key == "att_html").proto.label
+    assert float(smaller.split("(")[1].split()[0]) < float(bigger.split("(")[1].split()[0])

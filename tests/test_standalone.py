@@ -118,3 +118,22 @@ def test_standalone_file_offline_hover_equals_attention_rows(browser, tmp_path, 
     assert not requests and not errors, (requests, errors)
     pg.screenshot(path=str(SCREENSHOTS / f"standalone_{resolution}.png"), full_page=True)
     context.close()
+
+
+@pytest.mark.browser
+def test_a_file_with_some_heads_labels_them_by_the_models_numbers(browser, tmp_path):
+    qks = captures_at(64)
+    payloads = standalone.layer_payloads(qks, [2], page_pixels(64), 8, {**STATE, "view": "heads"}, heads=[1, 3])
+    path = standalone.save_html(tmp_path / "heads.html", payloads, "two heads")
+    pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+    pg.goto(path.as_uri())
+    pg.wait_for_function("() => window.ropeExplorer && window.ropeExplorer.standalone", timeout=60_000)
+    assert pg.locator("canvas[data-panel]").evaluate_all("cs => cs.map(c => c.dataset.panel)") == ["head 1", "head 3"] * 2
+    box = pg.locator("canvas[data-panel]").first.bounding_box()
+    pg.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.6)
+    pg.wait_for_function("() => window.ropeExplorer.standalone.query.x === 2", timeout=30_000)
+    shown = state_of(pg)
+    for label, qk in qks.items():
+        exact = capture.attention_rows(qk, capture.patch_token(qk, 2, 4))[0, 2, [1, 3]].numpy()  # (2, N)
+        assert np.abs(np.array(shown["rows"][label]).reshape(exact.shape) - exact).max() < 1e-4
+    pg.close()

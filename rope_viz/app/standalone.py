@@ -109,14 +109,15 @@ def explorer_html(payload: bytes | Mapping[str, bytes], title: str) -> str:
 
 
 def layer_payloads(captures: dict[str, capture.QK], layers, pixels: np.ndarray, patch: int, state: dict,
-                   dtype: str = "float32") -> dict[str, bytes]:
-    """{"layer i": payload} for each of `layers`: the models' q and k of that layer (one pack each).
+                   dtype: str = "float32", heads: list[int] | None = None) -> dict[str, bytes]:
+    """{"layer i": payload} for each of `layers`: the models' q and k of that layer (one pack each), only
+    `heads` of each (default: all; see explorer.pack). Layers and heads are what bound the file's size.
 
     Shapes: pixels (R, R, 3) uint8; each capture's q, k (B, L, H, N, D)
     """
     base = state.get("payload_id", "standalone")
     return {f"layer {layer}": explorer.pack(captures, layer, pixels, patch,
-                                            {**state, "payload_id": f"{base}|layer {layer}"}, dtype)
+                                            {**state, "payload_id": f"{base}|layer {layer}|{heads}"}, dtype, heads)
             for layer in layers}
 
 
