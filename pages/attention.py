@@ -137,10 +137,30 @@ def browser_panel(view: str, layer: int, head: int, opacity: float, qx: int, qy:
         st.error(str(err))
         return
     cached.show_explorer(payload, "att_explorer", pin_query)
+    html_download(labels, view, layer, state)
     st.caption(f"Layer {layer}: {views.ATTENTION_VIEWS[view]}. Colour: attention weight (softmax probability, "
                "one scale shared by every panel, recomputed for each query); × marks the query patch. "
                "Attention to the CLS token itself is not drawn, so a map sums to less than 1. The numbers are "
                "computed in your browser from the model's own q and k (float32) and equal the server's.")
+
+
+def html_download(labels: list[str], view: str, layer: int, state: dict) -> None:
+    """This view (the chosen layers, every head) as one HTML file that works offline, with no server."""
+    c1, c2 = st.columns(2)
+    layers = c1.multiselect("layers in the HTML file", list(range(depth)), default=[layer], key="att_html_layers",
+                            help="Each layer adds its q and k to the file; the file opens in any browser, offline.")
+    kept = c2.multiselect("heads in the HTML file", list(range(heads)), default=list(range(heads)),
+                          key="att_html_heads", help="Fewer heads, a smaller file (each model keeps these heads).")
+    if not layers or not kept:
+        return
+    title = f"{' vs '.join(labels)}: {views.ATTENTION_VIEWS[view]} at {resolution} px"
+    page = cached.get_explorer_html(chosen, labels, device, key, pixels, sorted(layers), patch, state, title, method,
+                                    None if len(kept) == heads else sorted(kept))
+    raw = page.encode()
+    mb = len(raw) / 1e6
+    st.download_button(f"Download this view as HTML ({mb:.{2 if mb >= 0.1 else 3}f} MB)", data=raw,
+                       file_name=f"attention_{view}_{resolution}px.html", mime="text/html", key="att_html",
+                       on_click="ignore")
 
 
 attention_panel()

@@ -60,3 +60,17 @@ def test_fp16_error_is_measured_and_small():
 def test_models_on_different_grids_are_one_sentence():
     with pytest.raises(explorer.ExplorerError, match="different patch grids"):
         explorer.pack({"A": fake_qk(), "B": fake_qk(grid=(4, 4))}, 0, np.zeros((8, 8, 3), np.uint8), 8, {})
+
+
+def test_a_subset_of_heads_is_packed_with_their_ids():
+    qk = fake_qk(heads=4)
+    pixels = np.zeros((40, 32, 3), np.uint8)
+    payload = explorer.pack({"A": qk}, 1, pixels, 8, {"view": "heads"}, heads=[3, 1, 9])
+    header, blob = blobs(payload)
+    (model,) = header["models"]
+    assert model["head_ids"] == [1, 3] and model["heads"] == 2  # sorted, past the last head dropped
+    q = np.frombuffer(blob, np.float32, 2 * model["tokens"] * model["dim"], model["q"]).reshape(2, -1, model["dim"])
+    assert np.array_equal(q, qk.q[0, 1, [1, 3]].numpy())
+    assert "head_ids" not in explorer.unpack_header(explorer.pack({"A": qk}, 1, pixels, 8, {}))["models"][0]
+    with pytest.raises(explorer.ExplorerError):
+        explorer.pack({"A": qk}, 1, pixels, 8, {}, heads=[7])

@@ -17,7 +17,7 @@ LAYERS = (
     {"rope", "models"},
     {"measure", "training"},
     {"app"},
-    {"__main__"},
+    {"__main__", "notebook"},
 )
 # Old module names kept for outside code: each only re-exports the module it names (sys.modules alias).
 ALIASES = {"capture", "positions", "features", "families", "data", "attribution", "sweep", "anatomy"}

@@ -369,3 +369,25 @@ def test_features_stability_resolutions_travel_in_the_link():
     assert [w.value for w in at.warning] == \
         ["The link's feat_stab_res='32,big' is not a valid list of int; the default is used instead."]
     assert at.multiselect(key="feat_stab_res").value == default
+
+
+def test_attention_html_download_holds_the_explorer_payload():
+    """The HTML download is the page's own explorer payload in one offline file; its size is in the label."""
+    from rope_viz.app import standalone, views
+
+    at = run_page("pages/attention.py")
+    payload = next(e for e in at.get("bidi_component") if e.key == "att_explorer").proto.bytes
+    header = explorer.unpack_header(payload)
+    labels = [m["label"] for m in header["models"]]
+    page = standalone.explorer_html({"layer 1": payload}, f"{' vs '.join(labels)}: "
+                                    f"{views.ATTENTION_VIEWS[header['view']]} at {header['resolution'][0]} px")
+    button = next(b for b in at.get("download_button") if b.key == "att_html")
+    assert button.proto.label == f"Download this view as HTML ({len(page.encode()) / 1e6:.3f} MB)"  # under 0.1 MB
+    at.multiselect(key="att_html_layers").set_value([0, 1]).run()
+    assert not at.exception and not at.error
+    bigger = next(b for b in at.get("download_button") if b.key == "att_html").proto.label
+    assert float(bigger.split("(")[1].split()[0]) > float(button.proto.label.split("(")[1].split()[0])
+    at.multiselect(key="att_html_heads").set_value([1]).run()  # one head of two: a smaller file
+    assert not at.exception and not at.error
+    smaller = next(b for b in at.get("download_button") if b.key == "att_html").proto.label
+    assert float(smaller.split("(")[1].split()[0]) < float(bigger.split("(")[1].split()[0])

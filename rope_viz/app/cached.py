@@ -14,7 +14,7 @@ import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
 from rope_viz import models, rope
-from rope_viz.app import explorer, views
+from rope_viz.app import explorer, standalone, views
 from rope_viz.measure import attribution, collapse, features, positions
 from rope_viz.runtime import memory
 from rope_viz.scenes import data
@@ -209,6 +209,21 @@ def get_explorer_payload(names: list[str], labels: list[str], device: str, key: 
     captures = {label: get_capture(name, device, key, pixels, method)[0] for name, label in zip(names, labels)}
     payload_id = f"{key}|{'|'.join(names)}|{layer}|{method}"
     return explorer.pack(captures, layer, pixels, patch, {**state, "payload_id": payload_id})
+
+
+def get_explorer_html(names: list[str], labels: list[str], device: str, key: str, pixels: np.ndarray,
+                      layers: list[int], patch: int, state: dict, title: str, method: str = "native",
+                      heads: list[int] | None = None) -> str:
+    """The explorer as one self-contained HTML page (rope_viz.app.standalone) holding `layers` (one payload
+    each: with every head, the same bytes the page's explorer gets; else only `heads`): its size is what
+    the chosen layers and heads cost."""
+    if heads is None:
+        return standalone.explorer_html({f"layer {layer}": get_explorer_payload(
+            names, labels, device, key, pixels, layer, patch, state, method) for layer in layers}, title)
+    captures = {label: get_capture(name, device, key, pixels, method)[0] for name, label in zip(names, labels)}
+    state = {**state, "payload_id": f"{key}|{'|'.join(names)}|{method}"}
+    return standalone.explorer_html(standalone.layer_payloads(captures, layers, pixels, patch, state, heads=heads),
+                                    title)
 
 
 def show_explorer(payload: bytes, key: str, on_pin) -> None:

@@ -38,11 +38,14 @@ def layer_qk(qk: capture.QK, layer: int, dtype: str = "float32") -> tuple[np.nda
 
 
 def pack(captures: dict[str, capture.QK], layer: int, pixels: np.ndarray, patch: int, state: dict,
-         dtype: str = "float32") -> bytes:
+         dtype: str = "float32", heads: list[int] | None = None) -> bytes:
     """Image plus one layer's q and k of every model (same grid), and the view `state`, as one payload.
 
     `state` carries what the browser needs besides the numbers (view, head, opacity, pinned query,
-    payload_id); model labels are the dict's keys. Shapes: pixels (R, R, 3) uint8; q, k (B, L, H, N, D) each
+    payload_id); model labels are the dict's keys. `heads` (default: all) keeps only those heads of each
+    model (ids past a model's last head are dropped); the header then names them ("head_ids") so the
+    browser labels the panels by the model's own head numbers.
+    Shapes: pixels (R, R, 3) uint8; q, k (B, L, H, N, D) each
     """
     grids = {qk.grid for qk in captures.values()}
     if len(grids) != 1:
@@ -63,9 +66,15 @@ def pack(captures: dict[str, capture.QK], layer: int, pixels: np.ndarray, patch:
               "image": add(image), "dtype": dtype, "layer": layer, "models": [], **state}
     for label, qk in captures.items():
         q, k = layer_qk(qk, min(layer, qk.num_layers - 1), dtype)
+        entry = {}
+        if heads is not None:
+            ids = sorted({int(h) for h in heads if 0 <= int(h) < q.shape[0]})
+            if not ids:
+                raise ExplorerError(f"None of heads {list(heads)} is in {label} (heads 0..{q.shape[0] - 1}).")
+            q, k, entry = q[ids], k[ids], {"head_ids": ids}
         H, N, D = q.shape
         header["models"].append({"label": label, "heads": H, "tokens": N, "dim": D, "scale": qk.scale,
-                                 "prefix": qk.num_prefix_tokens, "q": add(q), "k": add(k)})
+                                 "prefix": qk.num_prefix_tokens, "q": add(q), "k": add(k), **entry})
     text = json.dumps(header).encode()
     text += b" " * (-len(text) % 4)
     return MAGIC + struct.pack("<I", len(text)) + text + b"".join(blobs)

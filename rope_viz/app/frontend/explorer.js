@@ -109,10 +109,13 @@ class Explorer {
   }
 
   panelsOf(model) {  // which heads a view draws: [label, head index or "mean"]
-    const v = this.header.view, head = Math.min(this.header.head, model.heads - 1);
-    if (v === "heads") return Array.from({ length: model.heads }, (_, h) => [`head ${h}`, h]);
-    if (v === "mean") return [["mean over heads", "mean"]];
-    return [[`head ${head}`, head]];
+    const v = this.header.view, ids = model.head_ids;  // head_ids: the model's own numbers of a subset of heads
+    const name = (h) => `head ${ids ? ids[h] : h}`;
+    if (v === "heads") return Array.from({ length: model.heads }, (_, h) => [name(h), h]);
+    if (v === "mean") return [[ids ? `mean over heads ${ids.join(", ")}` : "mean over heads", "mean"]];
+    const at = ids ? ids.indexOf(this.header.head) : -1;
+    const head = ids ? (at >= 0 ? at : 0) : Math.min(this.header.head, model.heads - 1);
+    return [[name(head), head]];
   }
 
   build() {  // (re)create the canvases for the current view
