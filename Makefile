@@ -40,9 +40,9 @@ browser:
 test: install browser
 	PYTHONPATH=$(CURDIR) $(PY) -m pytest
 
-# The inner loop: everything but the real-browser and load tests (no chromium needed).
+# The inner loop: everything but the real-browser, load and whole-pipeline (slow) tests; no chromium needed.
 test-fast: install
-	PYTHONPATH=$(CURDIR) $(PY) -m pytest -m "not browser" -q
+	PYTHONPATH=$(CURDIR) $(PY) -m pytest -m "not browser and not slow" -q
 
 bench: install
 	PYTHONPATH=$(CURDIR) $(PY) bench/rope_math.py

@@ -43,6 +43,7 @@ def test_card_agrees_with_registry(name):
         assert [int(r) for r in table["top1"][mode]] == list(cards.CARD_RESOLUTIONS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_eval_reproduces_the_card_at_the_training_resolution(name):
     card = json.loads((models.BUNDLED_DIR / f"{name}.json").read_text())

@@ -8,6 +8,8 @@ import timm
 import torch
 from safetensors.torch import save_file
 
+pytestmark = pytest.mark.slow  # whole-pipeline runs: `make test`, not `make test-fast`
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

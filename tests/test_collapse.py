@@ -113,6 +113,7 @@ def test_collapse_figure_has_one_bar_group_per_model():
     assert fig.layout.yaxis.title.text == "top-1 (%)"
 
 
+@pytest.mark.slow
 def test_collapse_numbers_are_unchanged_on_100_scenes(monkeypatch):
     """The log-N, shifted and shifted + log-N conditions go through the position methods and the adapters'
     override now; on the first 100 held-out canvas scenes they give exactly the top-1 recorded with the

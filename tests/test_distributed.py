@@ -12,6 +12,8 @@ import pytest
 from conftest import ROOT, free_port, write_bundled
 from rope_viz.measure.distributed import Shard
 
+pytestmark = pytest.mark.slow  # whole-pipeline runs: `make test`, not `make test-fast`
+
 MODELS = ["d-ape", "d-rope_mixed"]
 
 

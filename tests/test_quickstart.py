@@ -2,6 +2,8 @@
 without an error, the widgets as anywidget views, the figures as Plotly."""
 from __future__ import annotations
 
+import pytest
+
 import os
 import time
 
@@ -9,6 +11,8 @@ import nbformat
 from nbclient import NotebookClient
 
 from conftest import ROOT
+
+pytestmark = pytest.mark.slow  # whole-pipeline runs: `make test`, not `make test-fast`
 
 NOTEBOOK = ROOT / "examples" / "quickstart.ipynb"
 
