@@ -3,7 +3,7 @@ import streamlit as st
 
 from pages import shared
 from rope_viz import models
-from rope_viz.app import cached, explorer, figures, views
+from rope_viz.app import anatomy_figures, cached, explorer, figures, views
 from rope_viz.measure import capture, positions
 from rope_viz.scenes import data
 from rope_viz.errors import RopeVizError
@@ -84,6 +84,8 @@ def attention_panel():
 @st.fragment
 def query_panel(engine: str, view: str, layer: int, head: int, opacity: float, fusion: str):
     """The query and the maps: a click on a map reruns only this (the controls above stay as they are)."""
+    if st.session_state.pop("att_grid_clicked", False):  # a head picked on the grid: the sliders above must move
+        st.rerun(scope="app")
     for name in chosen:  # a click on either model's chart moves the query
         event = st.session_state.get(f"att_chart_{name}")
         points = event.get("selection", {}).get("points", []) if event else []
@@ -99,7 +101,13 @@ def query_panel(engine: str, view: str, layer: int, head: int, opacity: float, f
     shared.write_url()
     if engine == "browser" and view in explorer.VIEWS:
         browser_panel(view, layer, head, opacity, qx, qy)
-        return
+    else:
+        server_panel(view, layer, head, opacity, fusion, qx, qy)
+    head_grid(layer, head, qx, qy)
+
+
+def server_panel(view: str, layer: int, head: int, opacity: float, fusion: str, qx: int, qy: int) -> None:
+    """The maps drawn by the server (Plotly): a click on one moves the query."""
     panels = {name: cached.get_attention_panels(name, device, key, pixels, view, layer, head, qx, qy, fusion, method)
               for name in chosen}
     zmax = max(float(a.max()) for p in panels.values() for a in p.values()) or 1.0  # one scale for all panels
@@ -120,6 +128,36 @@ def query_panel(engine: str, view: str, layer: int, head: int, opacity: float, f
     st.caption("Colour: attention weight (softmax probability, one scale shared by every panel). "
                "× marks the query patch. CLS and rollout maps start from the CLS token; attention to the "
                "CLS token itself is not drawn, so a map sums to less than 1.")
+
+
+def pick_head(name: str) -> None:
+    """A click on a small map of the head grid: show that layer and head in the maps (a callback, so it runs
+    before the sliders are drawn; query_panel then reruns the whole page for them)."""
+    event = st.session_state.get(f"att_grid_{name}")
+    points = event.get("selection", {}).get("points", []) if event else []
+    picked = next((p["customdata"] for p in reversed(points) if p.get("customdata")), None)
+    if isinstance(picked, dict):  # a typed array's row arrives as {"0": layer, "1": head, ...}
+        picked = [picked[str(i)] for i in range(len(picked))]
+    if picked is not None:
+        st.session_state["att_layer"] = min(int(picked[0]), depth - 1)
+        st.session_state["att_head"] = min(int(picked[1]), heads - 1)
+        st.session_state["att_grid_clicked"] = True
+
+
+def head_grid(layer: int, head: int, qx: int, qy: int) -> None:
+    """Every head at once: the query's map in each layer and head of each model (BertViz's model view)."""
+    st.subheader("Every head at once")
+    cols = st.columns(len(chosen))
+    for col, name in zip(cols, chosen):
+        maps = cached.get_head_grid(name, device, key, pixels, method, qx, qy)
+        col.plotly_chart(anatomy_figures.fig_head_grid(maps, (qx, qy), (layer, head),
+                                                       f"Every head, query patch ({qx}, {qy}): {spec_of[name].display}"),
+                         key=f"att_grid_{name}", on_select=lambda name=name: pick_head(name),
+                         selection_mode="points")
+    st.caption("The query patch's attention in every layer (rows) and head (columns), each small map scaled to its "
+               "own largest weight (hover for it); the frame marks the layer and head shown above. **Click a small "
+               "map to show that head.** Look for heads that stay near the query (local, positional heads), heads "
+               "that look at the same few patches from every query (sinks), and how the pattern spreads with depth.")
 
 
 def pin_query(x: int, y: int) -> None:

@@ -42,6 +42,21 @@ def pick_models(prefix: str) -> list[models.ModelSpec]:
     return specs
 
 
+def pick_model(prefix: str, pos: str = "rope_mixed") -> models.ModelSpec:
+    """One model (default: the bundled model of position kind `pos`, else the first); widget key
+    f"{prefix}_model". Stops the page with one sentence when no model is available."""
+    available = cached.get_available_models()
+    if not available:
+        st.error("No models are available; see the Home page.")
+        st.stop()
+    names = [s.name for s in available]
+    spec_of = {s.name: s for s in available}
+    restore_choice(f"{prefix}_model", names)
+    index = next((i for i, s in enumerate(available) if s.source == "bundled" and s.pos == pos), 0)
+    name = st.selectbox("model", names, index=index, format_func=lambda n: spec_of[n].display, key=f"{prefix}_model")
+    return spec_of[name]
+
+
 def pick_image(prefix: str, patch: int, default_res: int, max_res: int = 2048):
     """Image source and resolution widgets -> (pixels (R, R, 3) uint8, R). Stops the page on bad input."""
     if st.session_state.get(f"{prefix}_res_patch", patch) != patch:  # another model's patch size: its own default
@@ -88,6 +103,11 @@ def pick_image(prefix: str, patch: int, default_res: int, max_res: int = 2048):
 def model_keys(prefix: str) -> dict[str, str]:
     """URL schema of pick_models' widgets."""
     return {f"{prefix}_model_a": "str", f"{prefix}_model_b": "str"}
+
+
+def one_model_keys(prefix: str) -> dict[str, str]:
+    """URL schema of pick_model's widget."""
+    return {f"{prefix}_model": "str"}
 
 
 def image_keys(prefix: str) -> dict[str, str]:

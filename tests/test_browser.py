@@ -332,3 +332,37 @@ def test_features_page_click_moves_query(page, streamlit_url):
     assert float(query_u.input_value()) < 0.25
     assert_no_error(page)
     page.screenshot(path=str(SCREENSHOTS / "features.png"), full_page=True)
+
+
+def test_anatomy_draws_the_logit_bars(page, streamlit_url):
+    """The Anatomy page on the bundled RoPE-Mixed model: the pair bars, their counterfactuals, no error."""
+    open_page(page, streamlit_url + "/anatomy", 6, "anatomy")
+    bars = page.evaluate("""() => { const chart = document.querySelectorAll('.js-plotly-plot')[0];
+        return chart.data.map(t => [t.type, t.name, t.y.length]); }""")
+    assert bars[0][:2] == ["bar", "the model's term"] and bars[0][2] == 12, bars  # 24 channels: 12 pairs
+    assert {"same position (offset 0)", "content removed (content angle 0)"} <= {b[1] for b in bars}
+    assert page.locator(".js-plotly-plot").first.locator("g.point").count() >= 12  # the bars are drawn
+    text = page.locator("[data-testid='stMain']").inner_text()
+    assert "the model's logit" in text and "Is this RoPE right?" in text
+    page.screenshot(path=str(SCREENSHOTS / "anatomy.png"), full_page=True)
+
+
+def test_attention_head_grid_renders_and_a_click_picks_the_head(page, streamlit_url):
+    """Every head at once: one L x H grid per model; a click on a small map shows that layer and head."""
+    open_page(page, streamlit_url + "/attention?att_engine=server&att_model_b=(none)", 4, "attention_grid")
+    grid = page.locator(".js-plotly-plot").nth(1)  # the map, then the grid
+    picks = grid.evaluate("el => Array.from(el._fullData.find(t => t.name === 'heads').customdata,"
+                          " row => [row[0], row[1]])")  # [layer, head] of each small map
+    assert sorted(map(tuple, picks)) == [(la, h) for la in range(4) for h in range(4)]  # the bundled models: 4 x 4
+    title = "() => document.querySelectorAll('.js-plotly-plot')[0].layout.title.text"
+    assert "layer 3" in page.evaluate(title) and "att_layer=3" in page.url  # the last layer by default
+    grid.scroll_into_view_if_needed()
+    box = grid.locator(".nsewdrag").first.bounding_box()  # the grid's plot area: 4 x 4 maps
+    page.mouse.click(box["x"] + box["width"] * 0.375, box["y"] + box["height"] * 0.125)  # layer 0, head 1
+    page.wait_for_function("() => { const p = new URL(location.href).searchParams;"
+                           " return p.get('att_layer') === '0' && p.get('att_head') === '1'; }", timeout=60_000)
+    wait_for_app(page)
+    page.wait_for_function(f"() => ({title})().includes('layer 0')", timeout=60_000)  # the map above follows
+    assert page.evaluate("() => document.querySelectorAll('.js-plotly-plot')[0].layout.annotations[0].text") == "head 1"
+    assert_no_error(page)
+    page.screenshot(path=str(SCREENSHOTS / "attention_head_grid.png"), full_page=True)

@@ -14,7 +14,7 @@ import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
 from rope_viz import models, rope
-from rope_viz.app import explorer, standalone, views
+from rope_viz.app import anatomy_views, explorer, standalone, views
 from rope_viz.measure import attribution, collapse, features, positions
 from rope_viz.runtime import memory
 from rope_viz.scenes import data
@@ -279,3 +279,58 @@ def get_method_freqs(freqs_head: np.ndarray, method: str, grid: tuple[int, int],
     """(freqs (D/2, 2) on `grid`, logit scale) of one head's training-grid freqs under a position method
     (`native_head`: the head's own vectors on `grid`, for methods that start from them)."""
     return positions.method_head_freqs(freqs_head, method, grid, train_grid, native_head)
+
+
+# ---------------------------------------------------------------- anatomy (rope_viz.anatomy on one model and image)
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def get_run_freqs(name: str, device: str, gh: int, gw: int, method: str = "native"):
+    """(freqs (L, H, D/2, 2) rad/patch, positions (gh * gw, 2)) a capture on a gh x gw grid under `method` is
+    rotated with; (None, None) for APE-only models."""
+    return anatomy_views.run_freqs(get_model(name, device), (gh, gw), method)
+
+
+def get_logit_pairs(name: str, device: str, key: str, pixels: np.ndarray, method: str, layer: int, head: int,
+                    query: int, key_token: int) -> dict:
+    """One logit of the capture pair by pair (anatomy_views.logit_pairs_view); query and key_token are token
+    indices (prefix tokens first). A RoPE model only."""
+    qk, _ = get_capture(name, device, key, pixels, method)
+    freqs, positions_ = get_run_freqs(name, device, *qk.grid, method)
+    return _shared(("logit pairs", name, device, key, method, layer, head, query, key_token),
+                   lambda: anatomy_views.logit_pairs_view(qk, freqs, positions_, layer, head, query, key_token),
+                   what=f"One logit of {name}")
+
+
+def get_frequency_usage(name: str, device: str, key: str, pixels: np.ndarray, method: str = "native") -> dict:
+    """Usage per layer, head and pair and each head's kind (anatomy_views.usage_view). A RoPE model only."""
+    qk, _ = get_capture(name, device, key, pixels, method)
+    freqs, _ = get_run_freqs(name, device, *qk.grid, method)
+    return _shared(("frequency usage", name, device, key, method), lambda: anatomy_views.usage_view(qk, freqs),
+                   what=f"The frequency usage of {name}")
+
+
+@st.cache_data(show_spinner="Checking the model's RoPE…", max_entries=32)
+def get_self_check(name: str, device: str) -> dict:
+    """anatomy.self_check of one model as {ok, message, rows}: the same for every image and method."""
+    return anatomy_views.self_check_view(get_model(name, device))
+
+
+def get_token_norms(name: str, device: str, key: str, pixels: np.ndarray, method: str = "native") -> np.ndarray:
+    """Every block's output-token norms on one image under a method. Shapes: -> (L, N) prefix tokens first"""
+    loaded = get_model(name, device)
+    return _shared(("token norms", name, device, key, method), lambda: anatomy_views.token_norms(loaded, pixels, method),
+                   spinner="Measuring token norms…", what=f"The token norms of {name}")
+
+
+def get_attention_received(name: str, device: str, key: str, pixels: np.ndarray, method: str, layer: int) -> np.ndarray:
+    """The attention each token receives in `layer`, mean over heads and queries. Shapes: -> (N,)"""
+    qk, _ = get_capture(name, device, key, pixels, method)
+    return _shared(("attention received", name, device, key, method, layer),
+                   lambda: anatomy_views.attention_received(qk, layer), what=f"The attention {name} receives")
+
+
+def get_head_grid(name: str, device: str, key: str, pixels: np.ndarray, method: str, qx: int, qy: int) -> np.ndarray:
+    """Query patch (qx, qy)'s attention map in every layer and head. Shapes: -> (L, H, gh, gw)"""
+    qk, _ = get_capture(name, device, key, pixels, method)
+    return _shared(("head grid", name, device, key, method, qx, qy), lambda: anatomy_views.head_grid(qk, (qx, qy)),
+                   what=f"The attention maps of every head of {name}")

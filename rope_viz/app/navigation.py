@@ -31,6 +31,10 @@ PAGES: tuple[Page, ...] = (
          "two models side by side on one image at any resolution; hover a patch to see its exact attention in "
          "one head, every head, the head mean, the CLS token's attention or the rollout, plus mean attention "
          "distance and entropy per layer and head, and each model's top-5."),
+    Page("pages/anatomy.py", "Anatomy", ":material/biotech:", "anatomy",
+         "one model's RoPE taken apart on one image: an attention logit pair by pair (with its same-position and "
+         "content-removed counterfactuals), which frequencies each head uses (positional, semantic or mixed), a "
+         "self-check of the rotation, frequency coverage of the image, and token norms and attention sinks."),
     Page("pages/resolution.py", "Resolution", ":material/zoom_out_map:", "resolution",
          "accuracy against input size for several models and position methods at once (held-out scenes in zoom "
          "or canvas mode, or your image folder), the paper's reported numbers beside hub models, attention "
