@@ -12,7 +12,7 @@ cached.use_app_navigation()  # before anything is drawn (see its docstring)
 
 PANEL_KEYS = {"att_engine": "str", "att_view": "str", "att_layer": "int", "att_head": "int",
               "att_opacity": "float", "att_fusion": "str", "att_qx": "int", "att_qy": "int",
-              "att_method": "str"}
+              "att_method": "str", "att_band_k": "int"}
 ENGINES = {"browser": "follows the mouse (computed in your browser)", "server": "on click (computed on the server)"}
 
 st.title("Attention")
@@ -33,6 +33,11 @@ method = st.selectbox("position method", list(positions.METHODS), format_func=po
                       help="native: positions as the model itself computes them (the default). The others change "
                            "how RoPE positions go beyond the training grid (formulas in rope_viz.positions). Try "
                            "2-4x the training size to see what each changes; on the training grid they all agree.")
+if method.startswith("drop_"):  # band ablation: how many pairs lose their rotation
+    band_k = int(st.number_input("k pairs switched off", 0, 512, 4, key="att_band_k",
+                                 help="Rotation off for the k lowest (drop_low) or highest (drop_high) |w| pairs "
+                                      "of every head, the model's own positions for the rest (p-RoPE)."))
+    method = f"{method}:{band_k}"
 shared.port_notes(specs)
 
 key = data.pixels_key(pixels)
