@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import timm
 import torch
 from safetensors.torch import save_file

@@ -12,6 +12,7 @@ positional heads, low ones carry meaning.
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -20,6 +21,7 @@ from rope_viz import adapters
 from rope_viz.measure import capture
 from rope_viz.measure.selfcheck import SelfCheck, self_check  # noqa: F401  (anatomy.self_check)
 from rope_viz.rotary import rope2d
+from rope_viz.runtime.locking import model_lock
 
 NO_POSITION_TURNS = 0.1  # a pair turning less than this across the image carries (almost) no position
 POSITIONAL_SHARE, SEMANTIC_SHARE = 0.6, 0.4  # usage share on the faster half of pairs that names a head
@@ -143,11 +145,17 @@ def token_norms(loaded_or_module, images: torch.Tensor) -> torch.Tensor:
     """
     module = getattr(loaded_or_module, "module", loaded_or_module)
     body = adapters.body_of(module)
-    norms = {}
-    handles = [block.register_forward_hook(lambda m, a, out, i=i: norms.__setitem__(i, out.detach().float().norm(dim=-1)))
-               for i, block in enumerate(body.blocks)]
+    norms, owner = {}, threading.get_ident()
+
+    def keep(index):
+        def hook(block, args, out):
+            if threading.get_ident() == owner:  # another session's forward through the shared model: not ours
+                norms[index] = out.detach().float().norm(dim=-1)
+        return hook
+
+    handles = [block.register_forward_hook(keep(i)) for i, block in enumerate(body.blocks)]
     try:
-        with torch.inference_mode():
+        with model_lock(module), torch.inference_mode():
             module(images)
     finally:
         for handle in handles:
