@@ -90,3 +90,20 @@ def test_widget_esm_hovers_and_equals_attention_rows(browser, tmp_path):  # noqa
     pg.mouse.click(box["x"] + box["width"] * 0.9, box["y"] + box["height"] * 0.1)
     assert pg.evaluate("() => window.saved") == [["pinned", [7, 0]]] and not errors, errors
     pg.close()
+
+
+def test_widget_data_equals_the_pages_payload():
+    """The same model, image and layer give the widget the page's numbers: header and bytes alike, but for
+    the view state the page sends (its query, head, panel size and cache id)."""
+    from rope_viz.app import cached
+
+    names = ["scenes-ape", "scenes-rope-mixed"]
+    widget = rv.attention(names, resolution=64, layer=2, scene=10_000_007)
+    pixels = rv.image(64, scene=10_000_007)
+    labels = [models.get_spec(n).display for n in names]
+    page = cached.get_explorer_payload(names, labels, "cpu", "test", pixels, 2, 8, {"view": "query", "head": 0})
+    mine, theirs = explorer.unpack_header(widget.payload), explorer.unpack_header(page)
+    state_keys = {"view", "head", "opacity", "pinned", "key", "panel_px", "payload_id"}
+    assert {k: v for k, v in mine.items() if k not in state_keys} == {k: v for k, v in theirs.items() if k not in state_keys}
+    size = lambda p: 8 + int.from_bytes(p[4:8], "little")  # noqa: E731  (header length)
+    assert widget.payload[size(widget.payload):] == page[size(page):]  # image, q and k: the same bytes
