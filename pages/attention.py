@@ -12,7 +12,7 @@ cached.use_app_navigation()  # before anything is drawn (see its docstring)
 
 PANEL_KEYS = {"att_engine": "str", "att_view": "str", "att_layer": "int", "att_head": "int",
               "att_opacity": "float", "att_fusion": "str", "att_qx": "int", "att_qy": "int",
-              "att_method": "str", "att_band_k": "int"}
+              "att_method": "str", "att_band_k": "int", "att_heads_all": "bool"}
 ENGINES = {"browser": "follows the mouse (computed in your browser)", "server": "on click (computed on the server)"}
 
 st.title("Attention")
@@ -108,7 +108,9 @@ def query_panel(engine: str, view: str, layer: int, head: int, opacity: float, f
         browser_panel(view, layer, head, opacity, qx, qy)
     else:
         server_panel(view, layer, head, opacity, fusion, qx, qy)
-    head_grid(layer, head, qx, qy)
+    if st.toggle("Every head at once (a layers x heads grid of this query's maps)", key="att_heads_all",
+                 help="BertViz's model view: off by default, as it redraws on every query."):
+        head_grid(layer, head, qx, qy)
 
 
 def server_panel(view: str, layer: int, head: int, opacity: float, fusion: str, qx: int, qy: int) -> None:

@@ -132,6 +132,7 @@ def test_anatomy_renders_every_family(family, family_checkpoints, monkeypatch): 
 
 def test_attention_head_grid_is_layers_by_heads_of_the_query_maps():
     at = run_page("pages/attention.py")
+    at.toggle(key="att_heads_all").set_value(True).run()  # off by default
     at.number_input(key="att_qx").set_value(1).run()
     at.number_input(key="att_qy").set_value(2).run()
     assert not at.exception and not at.error

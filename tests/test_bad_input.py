@@ -137,8 +137,8 @@ def test_image_conversions_are_right():
 
 
 def attention_maps_shown(at) -> bool:
-    """Two head grids, distance and entropy charts, and the maps (drawn by the browser-side explorer by default)."""
-    return len(at.get("plotly_chart")) == 4 and any(e.key == "att_explorer" for e in at.get("bidi_component"))
+    """Distance and entropy charts, and the maps (drawn by the browser-side explorer by default)."""
+    return len(at.get("plotly_chart")) == 2 and any(e.key == "att_explorer" for e in at.get("bidi_component"))
 
 
 def test_attention_page_images_keep_the_session():

@@ -349,7 +349,8 @@ def test_anatomy_draws_the_logit_bars(page, streamlit_url):
 
 def test_attention_head_grid_renders_and_a_click_picks_the_head(page, streamlit_url):
     """Every head at once: one L x H grid per model; a click on a small map shows that layer and head."""
-    open_page(page, streamlit_url + "/attention?att_engine=server&att_model_b=(none)", 4, "attention_grid")
+    open_page(page, streamlit_url + "/attention?att_engine=server&att_model_b=(none)&att_heads_all=true", 4,
+              "attention_grid")
     grid = page.locator(".js-plotly-plot").nth(1)  # the map, then the grid
     picks = grid.evaluate("el => Array.from(el._fullData.find(t => t.name === 'heads').customdata,"
                           " row => [row[0], row[1]])")  # [layer, head] of each small map

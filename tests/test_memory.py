@@ -192,7 +192,7 @@ def test_cuda_out_of_memory_in_the_app_is_one_sentence_and_the_app_keeps_running
     assert "old capture" not in memory.shared_cache()
     monkeypatch.setattr(Eva, "forward_features", forward)
     at.number_input(key="att_res").set_value(40).run()  # the user carries on
-    assert not at.exception and not at.error and len(at.get("plotly_chart")) == 4  # head grids, distance, entropy
+    assert not at.exception and not at.error and len(at.get("plotly_chart")) == 2  # distance, entropy
     assert any(e.key == "att_explorer" for e in at.get("bidi_component"))  # and the maps, in the browser
 
 
@@ -206,5 +206,5 @@ def test_a_capture_larger_than_the_budget_is_one_sentence_in_the_app(attention_p
                                       "cache budget of 50.0 KiB (ROPE_VIZ_CACHE_BYTES); choose a smaller size or "
                                       "raise it.")
     at.number_input(key="att_res").set_value(32).run()
-    assert not at.exception and not at.error and len(at.get("plotly_chart")) == 4  # head grids, distance, entropy
+    assert not at.exception and not at.error and len(at.get("plotly_chart")) == 2  # distance, entropy
     assert any(e.key == "att_explorer" for e in at.get("bidi_component"))  # and the maps, in the browser

@@ -92,9 +92,9 @@ def test_attention_every_control():
     assert [m["label"].split(" [")[0] for m in header["models"]] == ["tiny APE", "tiny RoPE-Mixed"]
     assert header["layer"] == 1 and header["grid"] == [4, 4] and header["view"] == "query"
     assert [(m["heads"], m["tokens"], m["dim"]) for m in header["models"]] == [(2, 17, 16)] * 2
-    assert len(at.get("plotly_chart")) == 4  # a head grid per model, distance, entropy
+    assert len(at.get("plotly_chart")) == 2  # distance, entropy
     at.radio(key="att_engine").set_value("server").run()
-    assert len(at.get("plotly_chart")) == 6  # one map and one head grid per model, distance, entropy
+    assert len(at.get("plotly_chart")) == 4  # one map per model, distance, entropy
     for view in ("heads", "mean", "cls", "rollout", "query"):
         at.selectbox(key="att_view").set_value(view).run()
         assert not at.exception and not at.error, (view, at.exception)
@@ -109,9 +109,9 @@ def test_attention_every_control():
     at.radio(key="att_source").set_value("scene by seed").run()
     at.number_input(key="att_seed").set_value(10_000_123).run()
     at.selectbox(key="att_mode").set_value("canvas").run()
-    assert not at.exception and not at.error and len(at.get("plotly_chart")) == 6
+    assert not at.exception and not at.error and len(at.get("plotly_chart")) == 4
     at.selectbox(key="att_model_b").set_value("(none)").run()
-    assert not at.exception and len(at.get("plotly_chart")) == 4  # the map, the head grid, distance, entropy
+    assert not at.exception and len(at.get("plotly_chart")) == 3
     # The distance curve is the model's own forward on the image its map is drawn on.
     spec = models.get_spec("tiny-rope_mixed_ape")
     pixels = overlay_pixels(figure(at, spec.display))
@@ -180,7 +180,7 @@ def test_frequencies_and_attention_render_every_family(family, family_checkpoint
     assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])  # browser explorer
     at.radio(key="att_engine").set_value("server").run()
     assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
-    assert len(at.get("plotly_chart")) == 4  # the map, the head grid, distance, entropy
+    assert len(at.get("plotly_chart")) == 3  # the map, distance, entropy
     # The distance curve is the model's own forward (native positions) on the image its map is drawn on.
     pixels = overlay_pixels(figure(at, spec.display))
     assert pixels.shape == (spec.train_res, spec.train_res, 3)
@@ -279,7 +279,7 @@ def test_attention_view_restores_from_url_and_is_written_back():
     assert at.number_input(key="att_seed").value == 10_000_042 and at.number_input(key="att_res").value == 48
     assert (at.selectbox(key="att_view").value, at.slider(key="att_layer").value) == ("heads", 0)
     assert (at.number_input(key="att_qx").value, at.number_input(key="att_qy").value) == (5, 1)
-    assert len(at.get("plotly_chart")) == 4  # one model's maps (server path), its head grid, distance, entropy
+    assert len(at.get("plotly_chart")) == 3  # one model's maps (server path), distance, entropy
     spec = models.get_spec("tiny-rope_axial")  # the link's scene (seed 10000042, canvas) at the link's 48 px
     pixels = overlay_pixels(figure(at, spec.display))
     np.testing.assert_array_equal(pixels, np.asarray(data.render_scene(10_000_042, 48, "canvas")[0]))
