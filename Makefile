@@ -40,7 +40,7 @@ browser:
 test: install browser
 	PYTHONPATH=$(CURDIR) $(PY) -m pytest
 
-# The inner loop: everything but the real-browser, load and whole-pipeline (slow) tests; no chromium needed.
+# The inner loop: the library and unit tests (not the browser, load, AppTest page or whole-pipeline tests).
 test-fast: install
 	PYTHONPATH=$(CURDIR) $(PY) -m pytest -m "not browser and not slow" -q
 

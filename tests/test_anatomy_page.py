@@ -18,6 +18,8 @@ from rope_viz.models import registry
 from rope_viz.scenes import data
 from test_pages import FAMILY_ARCHS, family_checkpoints  # noqa: F401  (the fixture: random weights of every family)
 
+pytestmark = pytest.mark.slow  # page tests under AppTest: `make test`, not `make test-fast`
+
 TIMEOUT = 120
 SAMPLE = sorted((models.ASSETS_DIR / "images").glob("scene_*.png"))[0]  # the pages' default image
 CSVS = {"anat_pairs_csv", "anat_usage_csv", "anat_check_csv", "anat_coverage_csv", "anat_norms_csv"}

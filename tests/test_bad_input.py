@@ -27,6 +27,8 @@ from rope_viz import data, models, sweep
 from rope_viz.runtime import memory
 from rope_viz.__main__ import main as cli_main
 
+pytestmark = pytest.mark.slow  # page tests under AppTest: `make test`, not `make test-fast`
+
 TIMEOUT = 180
 
 

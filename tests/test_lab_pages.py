@@ -14,6 +14,8 @@ from page_values import array, figure
 from rope_viz import models
 from rope_viz.measure import features
 
+pytestmark = pytest.mark.slow  # page tests under AppTest: `make test`, not `make test-fast`
+
 TIMEOUT = 120
 
 

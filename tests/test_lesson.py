@@ -11,6 +11,8 @@ from streamlit.testing.v1 import AppTest
 from rope_viz import models, rope
 from rope_viz.app import lesson
 
+pytestmark = pytest.mark.slow  # page tests under AppTest: `make test`, not `make test-fast`
+
 
 def test_one_pair_turns_by_w_dot_p_like_a_complex_rotation():
     w = lesson.lesson_freqs("mixed", 30.0)[2]

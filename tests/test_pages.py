@@ -17,6 +17,8 @@ from rope_viz import data, models, rope
 from rope_viz.models import registry
 from rope_viz.app import explorer
 
+pytestmark = pytest.mark.slow  # page tests under AppTest: `make test`, not `make test-fast`
+
 TIMEOUT = 120
 
 
