@@ -2,7 +2,7 @@
 
 Models are cached once per process and shared by every browser session (read-only); small
 arrays per primitive key (st.cache_data); images, captures and attributions in the one
-byte-bounded cache of rope_viz.memory. Every computation lives in the library modules.
+byte-bounded cache of rope_viz.runtime.memory. Every computation lives in the library modules.
 """
 from __future__ import annotations
 
@@ -192,7 +192,7 @@ def get_attribution(name: str, device: str, key: str, pixels: np.ndarray, method
                    spinner="Computing the attribution…", what=f"The attribution of {name}")
 
 
-# ---------------------------------------------------------------- browser components (rope_viz/frontend)
+# ---------------------------------------------------------------- browser components (rope_viz/app/frontend)
 
 _explorer = st.components.v2.component(
     "rope_viz.attention_explorer", html=(FRONTEND / "explorer.html").read_text(),

@@ -1,6 +1,6 @@
 """The browser-side attention explorer's payload: one layer's post-RoPE q and k, packed once.
 
-The browser (rope_viz/frontend/explorer.js) computes softmax(q_i K^T * scale) for the patch under
+The browser (rope_viz/app/frontend/explorer.js) computes softmax(q_i K^T * scale) for the patch under
 the mouse from exactly these numbers, so what it draws equals capture.attention_rows. Layout of
 the bytes (little-endian): b"RVX1", uint32 header length, UTF-8 JSON header padded to 4 bytes,
 then the blobs the header points at (offsets from the start of the blob section, 4-byte aligned):

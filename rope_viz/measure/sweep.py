@@ -10,7 +10,7 @@ and the default; extrapolate, the paper's; interpolate, ntk, yarn, log_n, normal
 the model's adapter inside the forward (rope_viz.positions.apply_method), never by changing the shared
 model. The legacy `position` argument ("native" | "extrapolate" | "interpolate") names the same methods. APE tables
 are resampled bicubically to the new grid under every method: the paper's way (no antialias) for
-naver and APE-only models, timm's antialiased way otherwise (rope_viz.ape; the CSV's ape_resample);
+naver and APE-only models, timm's antialiased way otherwise (rope_viz.models.ape; the CSV's ape_resample);
 on APE-only models only a method's logit scale applies.
 """
 from __future__ import annotations
@@ -95,7 +95,7 @@ def evaluate_cell(loaded: models.LoadedModel, resolution: int, dataset: str = "s
     loaded model) for this cell's forwards only.
     Returns {model, resolution, mode, position, ape_resample, top1, top5, n, correct1, correct5, seconds,
     method}; position and method both hold the method's name (ape_resample: "paper", "timm", or "" for
-    models without an APE table; see rope_viz.ape).
+    models without an APE table; see rope_viz.models.ape).
     """
     evalset = parse_dataset(dataset)
     models.needs_classifier(loaded.spec, "an accuracy sweep")

@@ -2,7 +2,7 @@
 
 Every source ends in the same place: a timm model built with dynamic_img_size=True, a state
 dict read safely (rope_viz.checkpoints), converted by timm's own checkpoint filter, loaded
-strictly, its APE resampling set (rope_viz.ape), and put in eval mode. A model's family, position
+strictly, its APE resampling set (rope_viz.models.ape), and put in eval mode. A model's family, position
 kind and prefix tokens come from its modules (rope_viz.adapters), never from its name.
 """
 from __future__ import annotations

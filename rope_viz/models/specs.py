@@ -55,7 +55,7 @@ class ModelSpec:
     mean_std_source: str = ""  # where mean/std came from, e.g. "timm pretrained_cfg"
     interpolation: str = "bicubic"
     crop_pct: float = 1.0
-    ape_resample: str = ""  # "paper" | "timm" | "own" (the model's own code) | "" (no APE table); see rope_viz.ape
+    ape_resample: str = ""  # "paper" | "timm" | "own" (the model's own code) | "" (no APE table); see rope_viz.models.ape
     embed_dim: int = 0
     depth: int = 0
     num_heads: int = 0
