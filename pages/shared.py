@@ -12,17 +12,22 @@ URL_RESTORED = "url_restored"  # session key: widget keys set from the link whos
 SAMPLES = sorted((models.ASSETS_DIR / "images").glob("scene_*.png"))
 
 
+def available_models() -> tuple[list, list[str], dict]:
+    """(specs, names, spec by name) of the models whose weights are here; stops the page with one sentence
+    when there are none."""
+    available = cached.get_available_models()
+    if not available:
+        st.error("No models are available; see the Home page.")
+        st.stop()
+    return available, [s.name for s in available], {s.name: s for s in available}
+
+
 def pick_models(prefix: str) -> list[models.ModelSpec]:
     """Model A and optional model B (default: bundled APE beside bundled RoPE-Mixed), same patch size.
 
     Stops the page with one sentence when nothing can be compared.
     """
-    available = cached.get_available_models()
-    if not available:
-        st.error("No models are available; see the Home page.")
-        st.stop()
-    names = [s.name for s in available]
-    spec_of = {s.name: s for s in available}
+    available, names, spec_of = available_models()
     restore_choice(f"{prefix}_model_a", names)
     restore_choice(f"{prefix}_model_b", [NONE] + names)
 
@@ -45,12 +50,7 @@ def pick_models(prefix: str) -> list[models.ModelSpec]:
 def pick_model(prefix: str, pos: str = "rope_mixed") -> models.ModelSpec:
     """One model (default: the bundled model of position kind `pos`, else the first); widget key
     f"{prefix}_model". Stops the page with one sentence when no model is available."""
-    available = cached.get_available_models()
-    if not available:
-        st.error("No models are available; see the Home page.")
-        st.stop()
-    names = [s.name for s in available]
-    spec_of = {s.name: s for s in available}
+    available, names, spec_of = available_models()
     restore_choice(f"{prefix}_model", names)
     index = next((i for i, s in enumerate(available) if s.source == "bundled" and s.pos == pos), 0)
     name = st.selectbox("model", names, index=index, format_func=lambda n: spec_of[n].display, key=f"{prefix}_model")

@@ -95,8 +95,7 @@ class Adapter:
     grid_dependent: bool = False  # rad/patch depends on the grid (normalised positions)
     any_size: bool = False  # patchifies any image size itself: built without img_size / dynamic_img_size
     call: RopeCall = ROPE_KWARG  # how each block's attention receives its rotation and lays out q/k
-    port_note: str = ""  # one sentence where timm's port computes something other than the original code
-    original_method: str = ""  # the position method that gives the original's behaviour (with port_note)
+    port_note: str = ""  # one sentence where timm's port differs from the original, naming the method that gives it
     own_ape_resampling: bool = False  # the model resamples its APE table its own way (not timm's resampler)
 
     # -- recognition

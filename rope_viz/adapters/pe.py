@@ -18,7 +18,6 @@ class PerceptionEncoder(CatRopeAdapter):
     port_note = ("timm's Perception Encoder rescales patch positions onto its reference grid at every size, "
                  "while the authors' code rotates integer positions; the position method 'extrapolate' gives "
                  "the original's behaviour.")
-    original_method = "extrapolate"
 
     def matches(self, body) -> bool:
         return has_reference_grid(body) and isinstance(first_attn(body), AttentionRope)

@@ -143,7 +143,7 @@ def token_norms(loaded_or_module, images: torch.Tensor) -> torch.Tensor:
 
     Shapes: images (B, 3, H, W) normalised -> (B, L, N)
     """
-    module = getattr(loaded_or_module, "module", loaded_or_module)
+    module = adapters.module_of(loaded_or_module)
     body = adapters.body_of(module)
     norms, owner = {}, threading.get_ident()
 

@@ -75,7 +75,7 @@ def self_check(module: torch.nn.Module, adapter: adapters.Adapter | None = None,
     at a small grid. `adapter`: check another adapter against the model (default: its own).
     APE-only models get one sentence and ok=True: there is no rotation to check.
     """
-    module = getattr(module, "module", module)
+    module = adapters.module_of(module)
     resolved = adapters.resolve(module)
     adapter, body = adapter or resolved.adapter, resolved.body
     if not adapter.has_rope:
