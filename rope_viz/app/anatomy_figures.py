@@ -9,6 +9,9 @@ from rope_viz.app.figures import DIVERGING, PALETTE, SEQUENTIAL
 
 NO_POSITION_TURNS = 0.1  # anatomy.NO_POSITION_TURNS, drawn as a line (figures import no model code)
 
+# Log axes labelled with full values at 1, 2, 5 x 10^k (Plotly's own minor labels print 0.2 as "2").
+_TICKS = [m * 10.0 ** e for e in range(-6, 4) for m in (1, 2, 5)]
+LOG_TICKS = dict(tickvals=_TICKS, ticktext=[f"{v:g}" for v in _TICKS])
 
 def _pair_labels(rows: list[dict]) -> list[str]:
     axial = all(r["axis"] != "x and y" for r in rows)
@@ -67,7 +70,7 @@ def fig_usage(usage: np.ndarray, magnitude: np.ndarray, layer: int, head: int) -
             marker=dict(size=9 if chosen else 5), opacity=1.0 if chosen else 0.45,
             hovertemplate=f"layer {i}, pair j=%{{customdata[0]}}<br>|w| = %{{customdata[1]:.4f}} rad/patch<br>"
                           "usage %{y:.4f}<extra></extra>"))
-    fig.update_xaxes(title_text="|w_j| (rad/patch, log; w = 0 at the left edge)", type="log", dtick="D2")
+    fig.update_xaxes(title_text="|w_j| (rad/patch, log; w = 0 at the left edge)", type="log", **LOG_TICKS)
     fig.update_yaxes(title_text="usage: scale · mean |q_j| · mean |k_j| (logit units)")
     fig.update_layout(title=f"Which frequencies head {head} uses, every layer (layer {layer} bold)", height=430,
                       legend=dict(orientation="h", y=-0.25))
@@ -117,7 +120,7 @@ def fig_coverage(rows: list[dict], grid: tuple[int, int], train_grid: tuple[int,
         fig.add_trace(go.Scatter(x=[labels[0], labels[-1]], y=[turns, turns], mode="lines", name=name,
                                  line=dict(dash=dash, color="gray", width=1), hoverinfo="skip"))
     fig.update_xaxes(title_text="feature pair j (fastest |w_j| first)", tickangle=-45)
-    fig.update_yaxes(title_text="turns across the image (|w_x| gw + |w_y| gh) / 2π, log", type="log")
+    fig.update_yaxes(title_text="turns across the image (|w_x| gw + |w_y| gh) / 2π, log", type="log", **LOG_TICKS)
     fig.update_layout(title=title, height=430, legend=dict(orientation="h", y=-0.3))
     return fig
 
