@@ -228,6 +228,6 @@ def test_every_hook_comes_off(path, key, mode):
 def test_every_adapter_has_a_family_model():
     """The generated cases reach a family only through FAMILY_MODELS: every adapter needs an entry there."""
     covered = {family_key(k) for k in FAMILY_MODELS}
-    missing = [a.key for a in adapters.ADAPTERS if a.key not in covered]
+    missing = [a.key for a in adapters.ADAPTERS if a.key not in covered and a.library == "timm"]  # towers: test_towers
     assert not missing, f"adapters without a model in tests/test_families.FAMILY_MODELS: {missing}"
     assert covered <= {a.key for a in adapters.ADAPTERS}

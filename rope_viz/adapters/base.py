@@ -90,6 +90,7 @@ class Adapter:
 
     key: str = ""
     label: str = ""
+    library: str = "timm"  # where the model class lives: "timm" or "transformers" (the towers)
     kind: str = "axial"  # "axial" (each pair on one axis, fixed) | "mixed" (learned 2D per layer and head) | "ape"
     about: str = ""
     grid_dependent: bool = False  # rad/patch depends on the grid (normalised positions)
@@ -151,6 +152,17 @@ class Adapter:
 
     def check_image_size(self, body, height: int, width: int) -> None:
         """Raise FamilyError (one sentence) when the model's own forward refuses this size (pixels)."""
+
+    def q_scale_point(self, attn):
+        """Where q can be multiplied before the rotation, to scale the logits exactly (rotation is linear):
+        (module, fn) with fn(output, scale) -> the module's output with q scaled; None where there is none."""
+        q_norm = getattr(attn, "q_norm", None)
+        return None if q_norm is None else (q_norm, lambda output, scale: output * scale)
+
+    def build_rotation(self, body, freqs_layer: torch.Tensor, pos: torch.Tensor, grid: tuple[int, int]):
+        """The rotation argument one layer's attention receives to turn patch p by freqs . p (self.call's form).
+        Shapes: freqs_layer (H, D/2, 2) rad/patch, pos (gh * gw, 2) raster order"""
+        return self.call.build(freqs_layer, pos, self.layout(body)[1])
 
     # -- derived
     @property

@@ -40,8 +40,9 @@ def override_freqs(module: torch.nn.Module, freqs: torch.Tensor, grid: tuple[int
     gh, gw = grid
     device = next(body.parameters()).device
     pos = adapter.positions(body, grid) + torch.tensor(shift, dtype=torch.float32)
-    pairs, call, prefix = adapter.layout(body)[1], adapter.call, adapter.prefix_tokens(body)["total"]
-    embeds = [_to(call.build(freqs[i].float(), pos, pairs), device) for i in range(depth)]  # fp32, as timm builds it
+    call, prefix = adapter.call, adapter.prefix_tokens(body)["total"]
+    embeds = [_to(adapter.build_rotation(body, freqs[i].float(), pos, grid), device)  # fp32, as timm builds it
+              for i in range(depth)]
     owner = threading.get_ident()
 
     def replace(index):

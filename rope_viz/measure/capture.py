@@ -20,6 +20,9 @@ from rope_viz.rotary import rope2d
 from rope_viz.runtime import memory
 from rope_viz.errors import RopeVizError
 from rope_viz.runtime.locking import model_lock
+from rope_viz.adapters.towers import TowerAdapter
+from rope_viz.measure.tower_capture import capture_tower
+
 ROW_CHUNK = 1024  # query rows per matmul when a full map is needed: bounds the (B, H, chunk, N) buffer
 
 
@@ -43,6 +46,8 @@ class QK:
     pairs: str = "interleaved"  # the model's pair layout (rope2d.split_pairs), from its adapter
     q_pre: torch.Tensor | None = None  # (B, L, H, N, D) q and k before the rotation, with keep_pre=True
     k_pre: torch.Tensor | None = None
+    segments: torch.Tensor | None = None  # (L, N) long: a query sees only keys of its own segment (windowed
+    #   layers of Hugging Face towers); None: every layer is full attention
 
     @property
     def num_layers(self) -> int:
@@ -116,6 +121,8 @@ def capture_qk(loaded_or_module, images: torch.Tensor, keep_pre: bool = False) -
     adapter.check_image_size(body, height, width)
     check_capture_memory(module, B, height, width, images.device)
     npt = adapter.prefix_tokens(body)["total"]
+    if isinstance(adapter, TowerAdapter):
+        return _capture_tower(module, body, images, npt, keep_pre)
     call = adapter.call  # how each attention receives its rotation and lays out q/k
     owner = threading.get_ident()
     rope_of, qs, ks, pres = {}, {}, {}, {}
@@ -167,6 +174,32 @@ def capture_qk(loaded_or_module, images: torch.Tensor, keep_pre: bool = False) -
               logits=logits.float(), pairs=pairs, **pre)
 
 
+def _capture_tower(module, body, images: torch.Tensor, npt: int, keep_pre: bool) -> QK:
+    """A Hugging Face tower: q and k recorded at its attention function (rope_viz.measure.tower_capture)."""
+    if keep_pre:
+        raise CaptureError(f"{body.adapter.label} towers rotate q and k inside their attention; rope-viz records "
+                           "them after the rotation only.")
+    with model_lock(module):
+        got = capture_tower(body, images)
+    ph, pw = adapters.patch_size(body)
+    return QK(q=got.q, k=got.k, grid=(images.shape[-2] // ph, images.shape[-1] // pw), num_prefix_tokens=npt,
+              scale=got.scale, logits=got.features[:, npt:].mean(1), pairs=body.adapter.layout(body)[1],
+              segments=got.segments)
+
+
+def visible(qk: QK, layer: int, rows: slice) -> torch.Tensor | None:
+    """Which keys the queries `rows` of `layer` see, or None when they see all. Shapes: -> (rows, N) bool"""
+    if qk.segments is None:
+        return None
+    seg = qk.segments[layer].to(qk.q.device)
+    return seg[rows, None] == seg[None, :]
+
+
+def _softmax(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Shapes: logits (..., r, N), mask (r, N) bool or None"""
+    return (logits if mask is None else logits.masked_fill(~mask, float("-inf"))).softmax(dim=-1)
+
+
 def check_query(qk: QK, query_index: int) -> None:
     if not 0 <= query_index < qk.num_tokens:
         gh, gw = qk.grid
@@ -187,13 +220,17 @@ def attention_rows(qk: QK, query_index: int) -> torch.Tensor:
     check_query(qk, query_index)
     q = qk.q[:, :, :, query_index:query_index + 1]  # (B, L, H, 1, D)
     logits = (q * qk.scale) @ qk.k.transpose(-2, -1)  # (B, L, H, 1, N)
+    if qk.segments is not None:  # windowed layers: each layer its own visible keys
+        seg = qk.segments.to(q.device)  # (L, N)
+        mask = (seg[:, query_index:query_index + 1] == seg)[None, :, None, None]  # (1, L, 1, 1, N)
+        logits = logits.masked_fill(~mask, float("-inf"))
     return logits.softmax(dim=-1).squeeze(-2)
 
 
 def _rows(qk: QK, layer: int, start: int, stop: int) -> torch.Tensor:
     """Attention rows start:stop of one layer. Shapes: -> (B, H, stop - start, N)"""
     q = qk.q[:, layer, :, start:stop]  # (B, H, c, D)
-    return ((q * qk.scale) @ qk.k[:, layer].transpose(-2, -1)).softmax(dim=-1)
+    return _softmax((q * qk.scale) @ qk.k[:, layer].transpose(-2, -1), visible(qk, layer, slice(start, stop)))
 
 
 def attention_map(qk: QK, layer: int) -> torch.Tensor:

@@ -117,7 +117,7 @@ def compute_positions(method: str, freqs: torch.Tensor, grid, train_grid, **opti
 def scale_logits(module: torch.nn.Module, scale: float):
     """Within the context, the calling thread's forwards of `module` multiply every attention logit by `scale`.
 
-    A forward hook on each attention's q_norm output multiplies q by `scale` before RoPE rotates it
+    A forward hook on each attention's q (its adapter's q_scale_point: timm's q_norm output) multiplies q by `scale` before RoPE rotates it
     (rotation is linear, so q . k and hence the logits scale by exactly `scale`, in fused SDPA too).
     Hooks are prepended, so a capture's q_norm hook, entered before or after, records the scaled q;
     other threads' forwards through the same shared model are untouched; hooks come off in `finally`.
@@ -127,17 +127,20 @@ def scale_logits(module: torch.nn.Module, scale: float):
         yield module
         return
     owner = threading.get_ident()
+    resolved = adapters.resolve(module)
 
-    def hook(norm, args, output):
-        return output * scale if threading.get_ident() == owner else None
+    def hook(scale_q):
+        def scaled(point, args, output):
+            return scale_q(output, scale) if threading.get_ident() == owner else None
+        return scaled
 
     handles = []
     try:
-        for block in adapters.body_of(module).blocks:
-            q_norm = getattr(block.attn, "q_norm", None)
-            if q_norm is None:
-                raise PositionMethodError(f"{type(block.attn).__name__} has no q_norm to scale its logits at.")
-            handles.append(q_norm.register_forward_hook(hook, prepend=True))
+        for block in resolved.body.blocks:
+            point = resolved.adapter.q_scale_point(block.attn)
+            if point is None:
+                raise PositionMethodError(f"{type(block.attn).__name__} has no q projection to scale its logits at.")
+            handles.append(point[0].register_forward_hook(hook(point[1]), prepend=True))
         yield module
     finally:
         for handle in handles:

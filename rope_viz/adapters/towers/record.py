@@ -1,0 +1,98 @@
+"""Recording the q and k a transformers tower multiplies, at the attention function it dispatches to.
+
+Every transformers attention calls `ALL_ATTENTION_FUNCTIONS.get_interface(config._attn_implementation, eager)`
+with post-RoPE query and key (B, H, n, D); packed towers (Qwen, GLM, Kimi) call it once per image or window.
+During a recording the tower's config names "rope_viz_record", a function registered once that keeps
+(query, key, mask, scaling) for the recording thread and then runs the tower's own implementation, so
+outputs are unchanged and other threads' forwards through the same model are only passed through.
+The config is restored in `finally` (the caller holds the model's lock).
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+
+from rope_viz.errors import RopeVizError
+
+NAME = "rope_viz_record"
+_active = threading.local()  # .recording: the calling thread's Recording, if any
+_registered = []
+
+
+@dataclass
+class Call:
+    """One call of the attention function. Shapes: q (B, H, n, D), k (B, Hk, n, D); mask as given or None"""
+
+    q: torch.Tensor
+    k: torch.Tensor
+    mask: torch.Tensor | None
+    scaling: float
+
+
+@dataclass
+class Recording:
+    """Calls per attention module (index in the adapter's attentions()), in call order."""
+
+    index_of: dict[int, int]  # id(attention module) -> layer
+    calls: dict[int, list[Call]] = field(default_factory=dict)
+    originals: dict[int, str] = field(default_factory=dict)  # id(config) -> its own implementation
+
+
+def _own_function(module, implementation: str):
+    """The implementation the tower would have run: a registered one, else its modeling file's eager."""
+    if implementation == "eager":
+        return sys.modules[type(module).__module__].eager_attention_forward
+    interface = importlib.import_module("transformers.modeling_utils").ALL_ATTENTION_FUNCTIONS
+    return interface[implementation]
+
+
+def _record(module, query, key, value, attention_mask, scaling=None, **kwargs):
+    recording = getattr(_active, "recording", None)
+    config = module.config
+    implementation = "sdpa"
+    if recording is not None:
+        implementation = recording.originals.get(id(config), "sdpa")
+        layer = recording.index_of.get(id(module))
+        if layer is not None:
+            scale = float(scaling) if scaling is not None else query.shape[-1] ** -0.5
+            mask = None if attention_mask is None else attention_mask.detach()
+            recording.calls.setdefault(layer, []).append(Call(query.detach().float(), key.detach().float(), mask, scale))
+    else:  # another thread's forward during this thread's recording: the tower's own, stored on the config
+        implementation = getattr(config, "_rope_viz_own_attention", "sdpa")
+    return _own_function(module, implementation)(module, query, key, value, attention_mask, scaling=scaling, **kwargs)
+
+
+def _register() -> None:
+    if not _registered:
+        interface = importlib.import_module("transformers.modeling_utils").AttentionInterface
+        interface.register(NAME, _record)
+        _registered.append(True)
+
+
+@contextmanager
+def recording(attentions: list[torch.nn.Module]):
+    """Within the context, the calling thread's forwards record every call of these attention modules.
+
+    Yields a Recording. The modules' configs name the recorder until the context ends."""
+    _register()
+    configs = {id(a.config): a.config for a in attentions}
+    rec = Recording(index_of={id(a): i for i, a in enumerate(attentions)})
+    if getattr(_active, "recording", None) is not None:
+        raise RopeVizError("A capture is already running in this thread.")
+    try:
+        for key, config in configs.items():
+            own = config._attn_implementation
+            rec.originals[key] = own if own != NAME else getattr(config, "_rope_viz_own_attention", "sdpa")
+            config._rope_viz_own_attention = rec.originals[key]
+            config._attn_implementation_internal = NAME  # not the setter: it would rewrite sub-configs too
+        _active.recording = rec
+        yield rec
+    finally:
+        _active.recording = None
+        for key, config in configs.items():
+            config._attn_implementation_internal = rec.originals.get(key, "sdpa")
