@@ -88,3 +88,21 @@ with st.expander("Add a local checkpoint (.safetensors, .pth, .pt, .bin)"):
             cached.get_available_models.clear()
             cached.get_all_models.clear()
             st.success(f"Added {spec.name} ({spec.family_label}); it is now listed on every page.")
+
+with st.expander("Add a Hugging Face vision tower (a model directory, or a hub id in the local cache)"):
+    with st.form("local_tower"):
+        tower_path = st.text_input("Model directory or hub id", placeholder="/path/to/Qwen2.5-VL-3B-Instruct",
+                                   key="tower_path",
+                                   help="A directory as save_pretrained or snapshot_download leave it (config.json "
+                                        "and safetensors). Only the vision tower is built and read; the language "
+                                        "model is never loaded.")
+        tower_submitted = st.form_submit_button("Add tower")
+    if tower_submitted:
+        try:
+            spec = models.register_local(tower_path.strip())
+        except RopeVizError as err:
+            st.error(str(err))
+        else:
+            cached.get_available_models.clear()
+            cached.get_all_models.clear()
+            st.success(f"Added {spec.name} ({spec.family_label}); it is now listed on every page that needs no classes.")

@@ -29,7 +29,7 @@ def fail(err: Exception | str) -> int:
 
 
 LOCAL_HELP = ("a local checkpoint (.safetensors, .pth, .pt, .bin) for a timm architecture, "
-              "e.g. ckpt.pth@vit_small_patch16_rope_mixed_224")
+              "e.g. ckpt.pth@vit_small_patch16_rope_mixed_224, or a Hugging Face model directory (its vision tower)")
 
 
 def cmd_info(args) -> int:
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = OneLineParser(prog="python -m rope_viz", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     info = sub.add_parser("info", help="device and models")
-    info.add_argument("--add", nargs="+", metavar="PATH@ARCH", help=LOCAL_HELP)
+    info.add_argument("--add", nargs="+", metavar="PATH@ARCH|DIR", help=LOCAL_HELP)
     info.set_defaults(func=cmd_info)
     download = sub.add_parser("download", help="download hub weights into the Hugging Face cache")
     download.add_argument("names", nargs="+", metavar="NAME", help="hub model names (see `info`)")

@@ -73,6 +73,8 @@ def pack(captures: dict[str, capture.QK], layer: int, pixels: np.ndarray, patch:
                 raise ExplorerError(f"None of heads {list(heads)} is in {label} (heads 0..{q.shape[0] - 1}).")
             q, k, entry = q[ids], k[ids], {"head_ids": ids}
         H, N, D = q.shape
+        if qk.segments is not None:  # a windowed layer: each query sees only the keys of its own window
+            entry["segments"] = add(qk.segments[min(layer, qk.num_layers - 1)].numpy().astype(np.int32))
         header["models"].append({"label": label, "heads": H, "tokens": N, "dim": D, "scale": qk.scale,
                                  "prefix": qk.num_prefix_tokens, "q": add(q), "k": add(k), **entry})
     text = json.dumps(header).encode()
@@ -88,12 +90,15 @@ def unpack_header(payload: bytes) -> dict:
     return json.loads(payload[8:8 + size])
 
 
-def browser_rows(q: np.ndarray, k: np.ndarray, scale: float, query: int) -> np.ndarray:
+def browser_rows(q: np.ndarray, k: np.ndarray, scale: float, query: int, segments: np.ndarray | None = None) -> np.ndarray:
     """The explorer's arithmetic in numpy (float64 sums of the sent numbers), for tests and the fp16 check.
 
-    Shapes: q, k (H, N, D) -> (H, N) softmax rows of query token `query`
+    segments: the layer's window of each token (keys outside the query's window get no weight), or None.
+    Shapes: q, k (H, N, D), segments (N,) -> (H, N) softmax rows of query token `query`
     """
     logits = (q[:, query].astype(np.float64)[:, None, :] * k.astype(np.float64)).sum(-1) * scale  # (H, N)
+    if segments is not None:
+        logits = np.where(segments[None, :] == segments[query], logits, -np.inf)
     logits -= logits.max(-1, keepdims=True)
     e = np.exp(logits)
     return e / e.sum(-1, keepdims=True)
@@ -104,5 +109,7 @@ def fp16_error(qk: capture.QK, layer: int) -> float:
     from float16-rounded q and k and capture's float32 attention (what sending fp16 would cost)."""
     exact = capture.attention_map(qk, layer)[0]  # (H, N, N)
     q16, k16 = (torch.from_numpy(a.astype(np.float32)) for a in layer_qk(qk, layer, "float16"))
-    rounded = ((q16 * qk.scale) @ k16.transpose(-2, -1)).softmax(-1)  # (H, N, N)
+    logits = (q16 * qk.scale) @ k16.transpose(-2, -1)  # (H, N, N)
+    mask = capture.visible(qk, layer, slice(0, qk.num_tokens))
+    rounded = (logits if mask is None else logits.masked_fill(~mask, float("-inf"))).softmax(-1)
     return float((rounded - exact).abs().max())

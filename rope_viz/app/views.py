@@ -1,6 +1,7 @@
 """What the pages show, decided from primitives: the small `if`s about the math live here."""
 from __future__ import annotations
 
+import dataclasses
 
 import numpy as np
 import torch
@@ -115,8 +116,7 @@ def capture_image(loaded, pixels: np.ndarray, method: str = "native") -> capture
     with memory.out_of_memory_as_error(f"Capturing {loaded.spec.name} at {pixels.shape[0]} px"), \
             positions.apply_method(loaded.module, method, grid, (train, train)):
         qk = capture.capture_qk(loaded, x)
-    return capture.QK(q=qk.q.cpu(), k=qk.k.cpu(), grid=qk.grid, num_prefix_tokens=qk.num_prefix_tokens,
-                      scale=qk.scale, logits=qk.logits.cpu(), pairs=qk.pairs)
+    return dataclasses.replace(qk, q=qk.q.cpu(), k=qk.k.cpu(), logits=qk.logits.cpu())  # segments etc. kept
 
 
 def attention_stats(qk) -> dict[str, np.ndarray]:

@@ -20,7 +20,7 @@ from timm.data import resolve_model_data_config
 from timm.models.eva import Eva
 
 from rope_viz import adapters
-from rope_viz.models import ape
+from rope_viz.models import ape, towers
 from rope_viz.scenes import data
 from rope_viz.models.checkpoints import convert_checkpoint, fit_state, load_state_into, read_state_dict, unwrap
 from rope_viz.errors import InputError
@@ -137,16 +137,23 @@ def _check_arch(arch: str) -> str:
     return arch if timm.models.get_pretrained_cfg(arch) is not None else base
 
 
-def register_local(path: str | os.PathLike, arch: str, name: str | None = None,
+def register_local(path: str | os.PathLike, arch: str | None = None, name: str | None = None,
                    model_kwargs: dict | None = None) -> ModelSpec:
     """Register a local .safetensors/.pth/.pt/.bin checkpoint for a timm architecture (`arch`, a timm
     model name, optionally with a pretrained tag whose mean/std to use; `model_kwargs` for a variant
-    of it, e.g. {"depth": 6, "img_size": 128}, passed to timm.create_model).
+    of it, e.g. {"depth": 6, "img_size": 128}, passed to timm.create_model), or, without `arch`, a Hugging
+    Face model directory (or a hub id in the local cache) whose vision tower is read (rope_viz.models.towers).
 
     The number of classes is read from the checkpoint's head, the family, position kind and prefix
     tokens from the built module. The weights are loaded once to check them, so a file that does not
     fit the architecture is never listed; the error is one sentence naming what was expected and found.
     """
+    if not arch:
+        if name in HUB_MODELS or name in {s.name for s in list_bundled()}:
+            raise ModelLoadError(f"The name {name} is taken by a bundled or hub model; choose another.")
+        spec = towers.tower_spec(path, name)
+        _LOCAL[spec.name] = spec
+        return spec
     path = Path(path).expanduser()
     if not path.is_file():
         raise ModelLoadError(f"Checkpoint file {path} does not exist.")
@@ -188,10 +195,16 @@ def parse_local(argument: str) -> tuple[str, str] | None:
 
 
 def resolve_name(argument: str) -> str:
-    """A model name, or 'PATH@ARCH': the latter is registered (once) and its name returned."""
+    """A model name, 'PATH@ARCH', or a Hugging Face model directory: the latter two are registered (once)
+    and their name returned."""
     local = parse_local(argument)
     if local is None:
-        return argument
+        if argument in _LOCAL or not Path(argument).expanduser().is_dir():
+            return argument
+        name = f"local:{Path(argument).expanduser().resolve().name}"
+        if name not in _LOCAL:
+            register_local(argument, name=name)
+        return name
     path, arch = local
     name = f"local:{Path(path).name}@{arch}"
     if name not in _LOCAL:
@@ -256,6 +269,8 @@ def load_model(name: str | ModelSpec, device: str = "cpu") -> LoadedModel:
     Raises ModelLoadError (a RopeVizError) with one sentence for any name, file or network problem.
     """
     spec = name if isinstance(name, ModelSpec) else get_spec(name)
+    if spec.is_tower:
+        return LoadedModel(module=towers.load_tower(spec).to(device), spec=spec, device=device)
     weights = hub_weights_file(spec.name) if spec.source == "hub" else spec.path
     module = build_module(spec)
     load_state_into(module, read_state_dict(weights), Path(weights).name)

@@ -59,11 +59,22 @@ class ModelSpec:
     embed_dim: int = 0
     depth: int = 0
     num_heads: int = 0
+    size_step: int = 0  # image sides must be multiples of this (px); 0: the patch size (towers: patch x merge)
     build_kwargs: tuple = ()  # (key, value) pairs passed to timm.create_model (local checkpoints of a variant)
 
     @property
     def display(self) -> str:
         return f"{self.label or self.name} [{self.source}]"
+
+    @property
+    def step(self) -> int:
+        """Image sides must be multiples of this many pixels."""
+        return self.size_step or self.patch_size
+
+    @property
+    def is_tower(self) -> bool:
+        """A Hugging Face transformers vision tower (arch 'hf:<model_type>')."""
+        return self.arch.startswith("hf:")
 
     @property
     def has_classifier(self) -> bool:
@@ -85,7 +96,7 @@ def describe_module(module: torch.nn.Module) -> dict:
     tokens = family.prefix_tokens(body)
     ph, pw = adapters.patch_size(body)
     _, grid_w = resolved.train_grid()
-    has_ape = getattr(body, "pos_embed", None) is not None
+    has_ape = family.has_ape(body)
     default_ape = "own" if family.own_ape_resampling else "paper" if family.key in PAPER_APE_FAMILIES else "timm"
     return dict(family=family.key, family_label=family.display(body), pos=family.pos(body),
                 num_prefix_tokens=tokens["total"], num_registers=tokens["registers"], patch_size=ph,

@@ -40,14 +40,16 @@ function floats(blob, offset, count, dtype) {
   return out;
 }
 
-// One query's softmax rows for every head, summed in float64. q, k: (H, N, D) flat.
+// One query's softmax rows for every head, summed in float64. q, k: (H, N, D) flat; segments (N,) or null:
+// in a windowed layer a query sees only the keys of its own window (the others get weight 0).
 function attentionRows(model, token) {
-  const { heads: H, tokens: N, dim: D, scale, q, k } = model;
+  const { heads: H, tokens: N, dim: D, scale, q, k, segments } = model;
   const rows = new Float64Array(H * N);
   for (let h = 0; h < H; h++) {
     const qo = (h * N + token) * D, base = h * N;
     let max = -Infinity;
     for (let j = 0; j < N; j++) {
+      if (segments && segments[j] !== segments[token]) { rows[base + j] = -Infinity; continue; }
       const ko = (h * N + j) * D;
       let dot = 0;
       for (let d = 0; d < D; d++) dot += q[qo + d] * k[ko + d];
@@ -90,6 +92,7 @@ class Explorer {
         ...m,
         q: floats(blob, m.q, m.heads * m.tokens * m.dim, header.dtype),
         k: floats(blob, m.k, m.heads * m.tokens * m.dim, header.dtype),
+        segments: m.segments === undefined ? null : new Int32Array(blob.buffer, m.segments, m.tokens),
       }));
       const image = document.createElement("canvas");
       image.width = rw; image.height = rh;

@@ -1,0 +1,119 @@
+"""Hugging Face towers as models: a tiny full VLM saved with save_pretrained registers from its directory
+(models.register_local, the CLI), only its vision tower is built and read, pages render it, and every bad
+directory is one sentence."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from conftest import ROOT
+from helpers import run_page
+from rope_viz import capture, models, rope
+from rope_viz.models import registry
+from rope_viz.models.specs import ModelLoadError
+from test_towers import CASES
+
+SAVED = [case for case in CASES if case.save_vlm is not None]
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """Each case's tiny full VLM, saved once: {key: directory}."""
+    out = {}
+    for case in SAVED:
+        path = tmp_path_factory.mktemp(case.key)
+        case.save_vlm(path)
+        out[case.key] = path
+    return out
+
+
+@pytest.fixture
+def no_local(monkeypatch):
+    monkeypatch.setattr(registry, "_LOCAL", {})
+
+
+def tower_parameters(case) -> int:
+    return sum(p.numel() for p in case.build().hf.parameters())
+
+
+@pytest.mark.parametrize("case", SAVED, ids=str)
+def test_a_full_vlm_directory_registers_as_its_vision_tower(case, saved, no_local):
+    directory = saved[case.key]
+    everything = sum(t.numel() for f in directory.glob("*.safetensors") for t in load_file(str(f)).values())
+    spec = models.register_local(directory, name=f"tower-{case.key}")
+    assert spec.is_tower and spec.family == case.key and spec.num_classes == 0 and spec.source == "local"
+    loaded = models.load_model(spec.name)
+    built = sum(p.numel() for p in loaded.module.parameters())
+    assert built == tower_parameters(case) < everything  # only the tower: no language model
+    grid = (spec.train_res // spec.patch_size,) * 2
+    assert rope.model_freqs(loaded.module, grid).shape[:2] == (spec.depth, spec.num_heads)
+    image = torch.randn(1, 3, *case.sizes[0])
+    qk = capture.capture_qk(loaded, image)
+    assert qk.q.shape[1:3] == (spec.depth, spec.num_heads)
+    assert models.resolve_name(str(directory)) == f"local:{directory.name}"  # the CLI's way: a directory as a name
+
+
+def test_bad_directories_are_one_sentence(saved, tmp_path, no_local):
+    case = SAVED[0]
+    directory = saved[case.key]
+    with pytest.raises(ModelLoadError, match="has no config.json"):
+        models.register_local(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    with pytest.raises(ModelLoadError, match="bert config, which is not a supported vision tower"):
+        models.register_local(tmp_path)
+    with pytest.raises(ModelLoadError, match="neither a directory nor a model in the local Hugging Face cache"):
+        models.register_local("nobody/not-a-model")
+    # a checkpoint without vision weights
+    blind = tmp_path / "blind"
+    blind.mkdir()
+    (blind / "config.json").write_text((directory / "config.json").read_text())
+    save_file({"lm_head.weight": torch.zeros(2, 2)}, str(blind / "model.safetensors"))
+    with pytest.raises(ModelLoadError, match="has no vision-tower weights"):
+        models.register_local(blind)
+    # config and weights that disagree: the vision tensors of another shape
+    bent = tmp_path / "bent"
+    bent.mkdir()
+    (bent / "config.json").write_text((directory / "config.json").read_text())
+    state = {}
+    for file in directory.glob("*.safetensors"):
+        state.update(load_file(str(file)))
+    key = next(k for k in state if k.startswith(case.build().adapter.weight_prefixes) and state[k].ndim == 2)
+    state[key] = torch.zeros(state[key].shape[0] + 1, state[key].shape[1])
+    save_file(state, str(bent / "model.safetensors"))
+    with pytest.raises(ModelLoadError, match="do not fit its config"):
+        models.register_local(bent)
+
+
+@pytest.mark.slow
+def test_frequencies_and_attention_pages_render_a_tower(saved, no_local):
+    from rope_viz.app import cached
+
+    case = SAVED[0]
+    spec = models.register_local(saved[case.key], name="tower-page")
+    cached.get_available_models.clear()
+    cached.get_all_models.clear()
+    at = run_page("pages/frequencies.py")
+    at.selectbox(key="freq_source").set_value(spec.name).run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    assert any(spec.family_label in c.value for c in at.caption)
+    at = run_page("pages/attention.py")
+    at.selectbox(key="att_model_a").set_value(spec.name).run()
+    at.selectbox(key="att_model_b").set_value("(none)").run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    at.radio(key="att_engine").set_value("server").run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    assert any("has no classifier head" in i.value for i in at.info), [i.value for i in at.info]
+
+
+@pytest.mark.slow
+def test_the_cli_takes_a_tower_directory(saved):
+    case = SAVED[0]
+    out = subprocess.run([sys.executable, "-m", "rope_viz", "info", "--add", str(saved[case.key])], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert case.build().adapter.label in out.stdout
