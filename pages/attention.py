@@ -28,7 +28,7 @@ specs = shared.pick_models("att")
 chosen = [s.name for s in specs]
 spec_of = {s.name: s for s in specs}
 patch = specs[0].patch_size
-pixels, resolution = shared.pick_image("att", patch, specs[0].train_res)
+pixels, resolution = shared.pick_image("att", patch, specs[0].train_res, step=max(s.step for s in specs))
 method = st.selectbox("position method", list(positions.METHODS), format_func=positions.LABELS.get, key="att_method",
                       help="native: positions as the model itself computes them (the default). The others change "
                            "how RoPE positions go beyond the training grid (formulas in rope_viz.positions). Try "

@@ -24,12 +24,12 @@ st.markdown(
 
 shared.share_view({**shared.model_keys("feat"), **URL_KEYS})
 specs = shared.pick_models("feat")
-patch, train_res = specs[0].patch_size, specs[0].train_res
-choices = sorted({patch * k for k in range(1, 65) if patch * k <= 1024} | {train_res})
+patch, train_res, step = specs[0].patch_size, specs[0].train_res, max(s.step for s in specs)
+choices = sorted({step * k for k in range(1, 65) if step * k <= 1024} | {train_res})
 c1, c2 = st.columns([2, 1])
 resolutions = sorted(c1.multiselect(
     "resolutions (px)", choices, default=[r for r in (train_res, 2 * train_res, 3 * train_res) if r in choices],
-    key="feat_res", help=f"Multiples of the patch size ({patch} px); trained at {train_res} px."))
+    key="feat_res", help=f"Multiples of {step} px (the patch size{'' if step == patch else ' x merge'}); trained at {train_res} px."))
 source = c2.radio("image", ["sample scene", "scene by seed", "upload"], horizontal=True, key="feat_source")
 if not resolutions:
     st.info("Choose at least one resolution.")

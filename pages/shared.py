@@ -57,18 +57,22 @@ def pick_model(prefix: str, pos: str = "rope_mixed") -> models.ModelSpec:
     return spec_of[name]
 
 
-def pick_image(prefix: str, patch: int, default_res: int, max_res: int = 2048):
-    """Image source and resolution widgets -> (pixels (R, R, 3) uint8, R). Stops the page on bad input."""
-    if st.session_state.get(f"{prefix}_res_patch", patch) != patch:  # another model's patch size: its own default
+def pick_image(prefix: str, patch: int, default_res: int, max_res: int = 2048, step: int | None = None):
+    """Image source and resolution widgets -> (pixels (R, R, 3) uint8, R). Stops the page on bad input.
+
+    step: sides must be multiples of it (default the patch size; a Qwen or GLM tower's patch x merge)."""
+    step = step or patch
+    if st.session_state.get(f"{prefix}_res_patch", step) != step:  # another model's patch size: its own default
         st.session_state[f"{prefix}_res"] = default_res
-    st.session_state[f"{prefix}_res_patch"] = patch
+    st.session_state[f"{prefix}_res_patch"] = step
+    what = f"the patch size ({patch} px)" if step == patch else f"{step} px (patch {patch} px x merge {step // patch})"
     c1, c2 = st.columns([2, 1])
     source = c1.radio("image", ["sample scene", "scene by seed", "upload"], horizontal=True, key=f"{prefix}_source")
     resolution = int(c2.number_input(
-        "resolution (px)", min_value=patch, max_value=max_res, value=default_res, step=patch, key=f"{prefix}_res",
-        help=f"A multiple of the patch size ({patch} px). Trained at {default_res} px; larger sizes extrapolate."))
-    if resolution % patch:
-        st.error(f"Resolution {resolution} px is not a multiple of the patch size ({patch} px).")
+        "resolution (px)", min_value=step, max_value=max_res, value=default_res, step=step, key=f"{prefix}_res",
+        help=f"A multiple of {what}. Trained at {default_res} px; larger sizes extrapolate."))
+    if resolution % step:
+        st.error(f"Resolution {resolution} px is not a multiple of {what}.")
         st.stop()
     try:
         if source == "sample scene":

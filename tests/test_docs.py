@@ -57,3 +57,11 @@ def test_readme_names_every_method_and_links_the_architecture():
     text = ARCHITECTURE.read_text()
     for recipe in ("**A model family.**", "**A page.**", "**A position method.**", "**An attribution method.**"):
         assert recipe in text
+
+
+def test_readme_tower_table_has_every_hugging_face_tower():
+    rows = table_rows(README, "| tower | transformers class |")
+    towers = [a for a in adapters.ADAPTERS if a.library == "transformers"]
+    missing = [a.label for a in towers if not any(row.startswith(a.label) for row in rows)]
+    assert not missing, f"README's tower table lacks {missing}"
+    assert len(rows) == len(towers), rows
