@@ -62,7 +62,7 @@ def test_captured_attention_is_transformers_eager_attention(case, size):
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_features_come_in_raster_order(case):
     tower = tower_of(case)
-    size = case.sizes[1]
+    size = case.sizes[-1]
     image = image_for(tower, size)
     features = tower.forward_features(image)
     qk = capture.capture_qk(tower, image)
@@ -77,7 +77,7 @@ def test_position_method_equals_the_method_by_hand(case, method):
     method's angles, computed here from the training-grid frequencies (layer 0's input does not depend on
     positions). interpolate: w' = w * t / g per axis; ntk: the pure formula on the training frequencies."""
     tower = tower_of(case)
-    size = case.sizes[1]
+    size = case.sizes[-1]
     image = image_for(tower, size)
     body = adapters.body_of(tower)
     grid = (size[0] // tower.adapter.patch(tower.hf), size[1] // tower.adapter.patch(tower.hf))

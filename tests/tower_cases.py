@@ -13,14 +13,15 @@ import torch
 @dataclass(frozen=True)
 class TowerCase:
     """key: the adapter's key. build(): a tiny seeded random tower (rope_viz Tower, eval mode). sizes: two image
-    sizes (H, W) in px, one non-square. apply_own(x, position_embeddings, layer): the tower's own rotation
+    sizes (H, W) in px, one non-square (one size where the tower takes only its configured size; the tests
+    that use one size take the last). apply_own(x, position_embeddings, layer): the tower's own rotation
     function (its modeling file's apply_rotary_pos_emb*) applied to x (H, T, D) in that layer's internal order.
     save_vlm(path): writes a tiny full VLM with save_pretrained (the tower inside a language model), or None.
     check_prefix: prefix tokens are left unrotated by the tower."""
 
     key: str
     build: Callable[[], torch.nn.Module]
-    sizes: tuple[tuple[int, int], tuple[int, int]]
+    sizes: tuple[tuple[int, int], ...]
     apply_own: Callable
     save_vlm: Callable | None = None
     check_prefix: bool = True

@@ -22,9 +22,14 @@ def own_rotations(tower: Tower, image: torch.Tensor) -> list:
     """The position_embeddings each layer's attention receives in the tower's own forward (first call)."""
     got, handles = {}, []
     adapter = tower.adapter
+
+    def keep(i):
+        def hook(module, args, kwargs):  # returns None: a pre-hook's return value would replace the inputs
+            got.setdefault(i, adapter.call.read(args, kwargs))
+        return hook
+
     for i, attn in enumerate(adapter.attentions(tower.hf)):
-        handles.append(attn.register_forward_pre_hook(
-            lambda m, a, kw, i=i: got.setdefault(i, adapter.call.read(a, kw)), with_kwargs=True))
+        handles.append(attn.register_forward_pre_hook(keep(i), with_kwargs=True))
     try:
         with torch.no_grad():
             tower.hf(**adapter.inputs(tower.hf, image))
@@ -77,20 +82,26 @@ def eager_maps(tower: Tower, image: torch.Tensor) -> list[torch.Tensor]:
     for attn in attentions:
         attn.config._attn_implementation_internal = "eager"
     modeling = sys.modules[type(attentions[0]).__module__]
-    own = modeling.eager_attention_forward
+    # Llama 4's vision attention defaults to its file's vision_eager_attention_forward, not eager_attention_forward
+    names = [name for name in ("eager_attention_forward", "vision_eager_attention_forward") if hasattr(modeling, name)]
+    owns = {name: getattr(modeling, name) for name in names}
 
-    def wrapped(module, *args, **kwargs):
-        out, w = own(module, *args, **kwargs)
-        if id(module) in index:
-            weights.setdefault(index[id(module)], []).append(w.detach().float())
-        return out, w
+    def wrapping(own):
+        def wrapped(module, *args, **kwargs):
+            out, w = own(module, *args, **kwargs)
+            if id(module) in index:
+                weights.setdefault(index[id(module)], []).append(w.detach().float())
+            return out, w
+        return wrapped
 
-    modeling.eager_attention_forward = wrapped
+    for name, own in owns.items():
+        setattr(modeling, name, wrapping(own))
     try:
         with torch.no_grad():
             hf(**adapter.inputs(hf, image))
     finally:
-        modeling.eager_attention_forward = own
+        for name, own in owns.items():
+            setattr(modeling, name, own)
     maps = []
     for layer in range(len(attentions)):
         blocks = [w[b] for w in weights[layer] for b in range(w.shape[0])]  # (H, n, n) per window

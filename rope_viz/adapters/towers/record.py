@@ -44,9 +44,11 @@ class Recording:
 
 
 def _own_function(module, implementation: str):
-    """The implementation the tower would have run: a registered one, else its modeling file's eager."""
+    """The implementation the tower would have run: a registered one, else its modeling file's eager (Llama 4's
+    vision attention defaults to its own vision_eager_attention_forward; the text one needs `scaling`)."""
     if implementation == "eager":
-        return sys.modules[type(module).__module__].eager_attention_forward
+        modeling = sys.modules[type(module).__module__]
+        return getattr(modeling, "vision_eager_attention_forward", None) or modeling.eager_attention_forward
     interface = importlib.import_module("transformers.modeling_utils").ALL_ATTENTION_FUNCTIONS
     return interface[implementation]
 
