@@ -29,13 +29,20 @@ def tower_adapters() -> list[TowerAdapter]:
 
 
 def adapter_for_config(config: dict, where: str) -> TowerAdapter:
-    """The tower adapter for a config.json's model_type; one sentence naming the supported ones otherwise."""
+    """The tower adapter for a config.json: its model_type, and its vision_config's where it has one (a LLaVA
+    config may hold a Pixtral, an MLCD or a CLIP tower). One sentence naming the supported types otherwise."""
     model_type = config.get("model_type", "")
-    for adapter in tower_adapters():
-        if model_type in adapter.model_types:
-            return adapter
+    vision = config.get("vision_config") if isinstance(config.get("vision_config"), dict) else {}
+    vision_type = vision.get("model_type")
+    found = [a for a in tower_adapters() if model_type in a.model_types]
+    if vision_type:
+        found = [a for a in found if vision_type in a.model_types] or [
+            a for a in tower_adapters() if vision_type in a.model_types and model_type in a.model_types]
+    if found:
+        return found[0]
     supported = ", ".join(sorted({t for a in tower_adapters() for t in a.model_types}))
-    raise ModelLoadError(f"{where} holds a {model_type or 'model without a model_type'!s} config, which is not a "
+    what = f"{model_type} config" + (f" with a {vision_type} vision tower" if vision_type else "")
+    raise ModelLoadError(f"{where} holds a {what if model_type else 'config without a model_type'}, which is not a "
                          f"supported vision tower; supported model types: {supported}.")
 
 
