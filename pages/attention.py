@@ -50,6 +50,11 @@ for spec in specs:
         st.error(f"{spec.display}: {err}")
         st.stop()
 
+for spec in specs:
+    note = views.window_note(spec.display, captures[spec.name][0])
+    if note:
+        st.caption(note)
+view_choices = views.attention_views([qk for qk, _ in captures.values()])
 gh, gw = resolution // patch, resolution // patch
 depth = min(qk.num_layers for qk, _ in captures.values())
 heads = min(qk.q.shape[2] for qk, _ in captures.values())
@@ -70,13 +75,13 @@ for col, spec in zip(cols, specs):
 def attention_panel():
     st.subheader("Attention maps")
     shared.restore_choice("att_engine", list(ENGINES))
-    shared.restore_choice("att_view", list(views.ATTENTION_VIEWS))
+    shared.restore_choice("att_view", view_choices)
     shared.restore_choice("att_fusion", list(capture.HEAD_FUSIONS))
     engine = st.radio("maps", list(ENGINES), format_func=ENGINES.get, horizontal=True, key="att_engine",
                       help="In the browser, the maps follow the mouse with no round trip; rollout and the "
                            "CSV download are computed on the server.")
     c1, c2, c3 = st.columns(3)
-    view = c1.selectbox("view", list(views.ATTENTION_VIEWS), format_func=views.ATTENTION_VIEWS.get, key="att_view")
+    view = c1.selectbox("view", view_choices, format_func=views.ATTENTION_VIEWS.get, key="att_view")
     layer = c2.slider("layer", 0, depth - 1, depth - 1, key="att_layer") if depth > 1 else 0
     head = c3.slider("head", 0, heads - 1, 0, key="att_head") if heads > 1 else 0
     c1, c2 = st.columns(2)

@@ -80,7 +80,7 @@ cells = cached.get_sweep_cells()  # finished cells, shared by sessions: a revisi
 
 def cached_rows() -> list[dict]:
     rows = []
-    for name in chosen:
+    for name in classified:
         for method in methods:
             for r in resolutions:
                 res = sweep.snap_resolution(r, spec_of[name].patch_size)
@@ -90,70 +90,80 @@ def cached_rows() -> list[dict]:
     return rows
 
 
-rows = cached_rows()
-n_cells = len(chosen) * len(methods) * len(resolutions)
-missing = n_cells - len(rows)
-run = st.button(f"Run sweep ({missing} of {n_cells} cells to compute)" if missing
-                else "All cells computed", disabled=not missing, type="primary", key="res_run")
-if run:
-    bar = st.progress(0.0, text="Starting…")
-    started = time.perf_counter()
-
-    def progress(done: int, total: int, row: dict) -> None:
-        left = sweep.sweep_seconds_left(started, done, total)
-        bar.progress(done / total, text=f"{done}/{total} cells · {row['model']} at {row['resolution']} px: "
-                                        f"top-1 {row['top1']:.1f}% · about {left:.0f} s left")
-
-    st.caption("Changing any control or pressing Stop cancels the sweep; finished cells are kept.")
-    try:
-        sweep.accuracy_sweep(chosen, resolutions, dataset=dataset, limit=limit, device=cached.get_device(),
-                             methods=methods, progress=progress, cache=cells, load=cached.load_shared)
-    except RopeVizError as err:
-        st.error(str(err))
-    bar.empty()
+def accuracy_section() -> None:
+    """The accuracy sweep of the models with classes: run button, chart, table and downloads."""
     rows = cached_rows()
+    n_cells = len(classified) * len(methods) * len(resolutions)
+    missing = n_cells - len(rows)
+    run = st.button(f"Run sweep ({missing} of {n_cells} cells to compute)" if missing
+                    else "All cells computed", disabled=not missing, type="primary", key="res_run")
+    if run:
+        bar = st.progress(0.0, text="Starting…")
+        started = time.perf_counter()
 
-if not rows:
-    st.info("Press **Run sweep** to measure. On 2 CPU cores the default sweep (5 models, 6 sizes, N = 500) "
-            "takes a few minutes.")
-    st.stop()
+        def progress(done: int, total: int, row: dict) -> None:
+            left = sweep.sweep_seconds_left(started, done, total)
+            bar.progress(done / total, text=f"{done}/{total} cells · {row['model']} at {row['resolution']} px: "
+                                            f"top-1 {row['top1']:.1f}% · about {left:.0f} s left")
 
-train_res = {name: spec_of[name].train_res for name in chosen}
-rows = sweep.train_resolution_change(rows, train_res)
-# One curve per (model, method): with several methods the method joins the curve's name.
-curve_rows = rows if len(methods) == 1 else [{**r, "model": f"{r['model']} · {r['method']}"} for r in rows]
-curve_train_res = train_res if len(methods) == 1 else {
-    f"{n} · {m}": spec_of[n].train_res for n in chosen for m in methods}
-hub_reported = [{"label": f"{n} (reported)", "resolution": r, "top1": v}
-                for n in chosen for r, v in (reported.reported_for(n) or {}).items()]
+        st.caption("Changing any control or pressing Stop cancels the sweep; finished cells are kept.")
+        try:
+            sweep.accuracy_sweep(classified, resolutions, dataset=dataset, limit=limit, device=cached.get_device(),
+                                 methods=methods, progress=progress, cache=cells, load=cached.load_shared)
+        except RopeVizError as err:
+            st.error(str(err))
+        bar.empty()
+        rows = cached_rows()
 
-st.subheader("Top-1 against resolution")
-view = st.radio("show", ["top-1 (%)", "change from the training resolution (points)", "top-5 (%)"],
-                horizontal=True, key="res_view")
-value = {"top-1 (%)": "top1", "top-5 (%)": "top5"}.get(view, "delta_top1")
-st.plotly_chart(figures.fig_accuracy_vs_resolution(
-    curve_rows, curve_train_res, value, reported=hub_reported if value == "top1" else None,
-    title=f"{view} on {dataset}, N={limit}, {', '.join(methods)}"), key="res_chart")
-if missing and not run:
-    st.warning(f"{missing} cells are not computed yet (a cancelled or new sweep): the chart shows the finished ones.")
-if hub_reported:
-    st.caption(f"Dashed: published ImageNet-1k top-1 ({reported.SOURCE}), not measured here.")
+    if not rows:
+        st.info("Press **Run sweep** to measure. On 2 CPU cores the default sweep (5 models, 6 sizes, N = 500) "
+                "takes a few minutes.")
+        return
 
-size = st.selectbox("published ImageNet-1k numbers (DeiT-III, 400 epochs) for", ["none", "small", "base", "large"],
-                    key="res_reported", help="From the rope-vit README: top-1 at 224 and 384 px. Shown apart: "
-                                             "they are ImageNet, not these scenes, and are not measured here.")
-if size != "none":
-    paper = reported.reported_rows((size,))
-    fig = figures.fig_accuracy_vs_resolution([], {"ImageNet training": 224}, reported=paper,
-                                             title=f"Reported (not measured here): ViT-{size[0].upper()} on ImageNet-1k")
-    st.plotly_chart(fig, key="res_reported_chart")
+    train_res = {name: spec_of[name].train_res for name in classified}
+    rows = sweep.train_resolution_change(rows, train_res)
+    # One curve per (model, method): with several methods the method joins the curve's name.
+    curve_rows = rows if len(methods) == 1 else [{**r, "model": f"{r['model']} · {r['method']}"} for r in rows]
+    curve_train_res = train_res if len(methods) == 1 else {
+        f"{n} · {m}": spec_of[n].train_res for n in classified for m in methods}
+    hub_reported = [{"label": f"{n} (reported)", "resolution": r, "top1": v}
+                    for n in classified for r, v in (reported.reported_for(n) or {}).items()]
 
-st.dataframe(rows, hide_index=True, width="stretch", key="res_table")
-c1, c2 = st.columns(2)
-c1.download_button("Download CSV", sweep.rows_to_csv(rows), file_name="resolution_sweep.csv", mime="text/csv",
-                   key="res_csv", on_click="ignore")
-c2.download_button("Download JSON", json.dumps(rows, indent=1), file_name="resolution_sweep.json",
-                   mime="application/json", key="res_json", on_click="ignore")
+    st.subheader("Top-1 against resolution")
+    view = st.radio("show", ["top-1 (%)", "change from the training resolution (points)", "top-5 (%)"],
+                    horizontal=True, key="res_view")
+    value = {"top-1 (%)": "top1", "top-5 (%)": "top5"}.get(view, "delta_top1")
+    st.plotly_chart(figures.fig_accuracy_vs_resolution(
+        curve_rows, curve_train_res, value, reported=hub_reported if value == "top1" else None,
+        title=f"{view} on {dataset}, N={limit}, {', '.join(methods)}"), key="res_chart")
+    if missing and not run:
+        st.warning(f"{missing} cells are not computed yet (a cancelled or new sweep): the chart shows the finished ones.")
+    if hub_reported:
+        st.caption(f"Dashed: published ImageNet-1k top-1 ({reported.SOURCE}), not measured here.")
+
+    size = st.selectbox("published ImageNet-1k numbers (DeiT-III, 400 epochs) for", ["none", "small", "base", "large"],
+                        key="res_reported", help="From the rope-vit README: top-1 at 224 and 384 px. Shown apart: "
+                                                 "they are ImageNet, not these scenes, and are not measured here.")
+    if size != "none":
+        paper = reported.reported_rows((size,))
+        fig = figures.fig_accuracy_vs_resolution([], {"ImageNet training": 224}, reported=paper,
+                                                 title=f"Reported (not measured here): ViT-{size[0].upper()} on ImageNet-1k")
+        st.plotly_chart(fig, key="res_reported_chart")
+
+    st.dataframe(rows, hide_index=True, width="stretch", key="res_table")
+    c1, c2 = st.columns(2)
+    c1.download_button("Download CSV", sweep.rows_to_csv(rows), file_name="resolution_sweep.csv", mime="text/csv",
+                       key="res_csv", on_click="ignore")
+    c2.download_button("Download JSON", json.dumps(rows, indent=1), file_name="resolution_sweep.json",
+                       mime="application/json", key="res_json", on_click="ignore")
+
+
+headless = [spec_of[n] for n in chosen if not spec_of[n].has_classifier]
+classified = [n for n in chosen if spec_of[n].has_classifier]
+for spec in headless:
+    st.info(models.classifier_note(spec, "its accuracy sweep") + " Its attention statistics are below.")
+if classified:
+    accuracy_section()
 
 # ------------------------------------------------------------------ attention statistics
 st.subheader("Attention distance and entropy against resolution")

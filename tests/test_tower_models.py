@@ -108,6 +108,21 @@ def test_frequencies_and_attention_pages_render_a_tower(saved, no_local):
     at.radio(key="att_engine").set_value("server").run()
     assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
     assert any("has no classifier head" in i.value for i in at.info), [i.value for i in at.info]
+    at = run_page("pages/features.py")
+    at.selectbox(key="feat_model_a").set_value(spec.name).run()
+    at.selectbox(key="feat_model_b").set_value("(none)").run()
+    at.multiselect(key="feat_res").set_value([spec.step * 4, spec.step * 6]).run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    assert at.get("plotly_chart"), "no feature maps"
+    cached.get_attention_results().clear()
+    at = run_page("pages/resolution.py")
+    at.multiselect(key="res_models").set_value([spec.name]).run()
+    at.multiselect(key="res_list").set_value([32, 64]).run()
+    assert any("no classifier head" in i.value for i in at.info), [i.value for i in at.info]
+    at.number_input(key="res_att_n").set_value(1).run()
+    at.button(key="res_att_run").click().run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    assert len(at.get("plotly_chart")) == 2  # distance and entropy against resolution, no accuracy chart
 
 
 @pytest.mark.slow

@@ -97,6 +97,29 @@ ATTENTION_VIEWS = {
 }
 
 
+def windowed_layers(qk) -> list[int]:
+    """Layers whose queries see only their window (more than one segment). Shapes: qk.segments (L, N) or None"""
+    if qk.segments is None:
+        return []
+    return [layer for layer in range(qk.num_layers) if int(qk.segments[layer].max()) > 0]
+
+
+def window_note(label: str, qk) -> str | None:
+    """One sentence naming a tower's windowed and full-attention layers, or None when every layer is full."""
+    windowed = windowed_layers(qk)
+    if not windowed:
+        return None
+    full = [layer for layer in range(qk.num_layers) if layer not in windowed]
+    return (f"{label}: layers {', '.join(map(str, windowed))} attend within windows (a query's map holds exactly "
+            f"the keys of its window, zero elsewhere); layers {', '.join(map(str, full)) or 'none'} see every patch. "
+            "Rollout needs every layer to see every patch, so it is not offered.")
+
+
+def attention_views(qks) -> list[str]:
+    """The views a set of captures can show: rollout only where every layer of every model is full attention."""
+    return [v for v in ATTENTION_VIEWS if v != "rollout" or not any(windowed_layers(qk) for qk in qks)]
+
+
 def capture_bytes(loaded, resolution: int, batch: int = 1) -> int:
     """Bytes a kept capture of a square image holds (its q and k, fp32)."""
     s = capture.sizes_of(loaded, resolution, resolution, loaded.spec.patch_size)

@@ -239,7 +239,7 @@ def attention_sweep(model_names, resolutions, dataset: str = "shapes", limit: in
         for requested in resolutions:
             if should_stop is not None and should_stop():
                 return rows
-            resolution = snap_resolution(int(requested), loaded.spec.patch_size)
+            resolution = snap_resolution(int(requested), loaded.spec.step)  # towers: patch x merge
             images, _ = eval_images(evalset, loaded.spec, resolution, limit)
             x = loaded.normalise(images)
             distance, entropy = [], []
