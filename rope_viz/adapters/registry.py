@@ -13,9 +13,13 @@ import torch
 from rope_viz.adapters import (ape_only, deepseek, dinov3, eva02, gemma4, naver_axial, naver_mixed, pe, qwen3,
                                sbb)
 from rope_viz.adapters.base import Adapter, rope_module
+from rope_viz.adapters.towers import dinov3_hf, gemma4_vision, sam3
 from rope_viz.errors import FamilyError
 
 ADAPTERS: tuple[Adapter, ...] = (
+    dinov3_hf.ADAPTER,
+    gemma4_vision.ADAPTER,
+    sam3.ADAPTER,
     naver_mixed.ADAPTER,
     dinov3.ADAPTER,
     pe.ADAPTER,
