@@ -39,7 +39,8 @@ def image_for(tower, size, seed=0):
 @pytest.mark.parametrize("case, size", SIZED)
 def test_rotation_is_the_towers_own(case, size):
     tower = tower_of(case)
-    errors = rotation_errors(tower, image_for(tower, size), case.apply_own, check_prefix=case.check_prefix)
+    errors = rotation_errors(tower, image_for(tower, size), case.apply_own, check_prefix=case.check_prefix,
+                             window_local=case.window_local)
     assert max(errors) < 1e-5, errors
 
 

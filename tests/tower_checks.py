@@ -15,6 +15,7 @@ import torch
 
 from rope_viz import rope
 from rope_viz.adapters.towers import Tower
+from rope_viz.measure.tower_capture import capture_tower
 from rope_viz.rotary import rope2d
 
 
@@ -39,12 +40,23 @@ def own_rotations(tower: Tower, image: torch.Tensor) -> list:
     return [got[i] for i in range(len(got))]
 
 
+def gram_error(theirs: torch.Tensor, mine: torch.Tensor, segment: torch.Tensor) -> float:
+    """max |theirs_a . theirs_b - mine_a . mine_b| over token pairs (a, b) of one segment (window), per head: zero
+    exactly when the two rotations differ by one rotation per window. Shapes: theirs, mine (H, N, D), segment (N,)"""
+    err = 0.0
+    for s in segment.unique():
+        a, b = theirs[:, segment == s].double(), mine[:, segment == s].double()
+        err = max(err, (a @ a.transpose(-2, -1) - b @ b.transpose(-2, -1)).abs().max().item())
+    return err
+
+
 def rotation_errors(tower: Tower, image: torch.Tensor, apply_own, check_prefix: bool = True,
-                    seed: int = 0) -> list[float]:
+                    seed: int = 0, window_local: bool = False) -> list[float]:
     """Per layer, max |tower's rotation - rope-viz's rotation| over every token of random q.
 
     apply_own(x, position_embeddings, layer) rotates x (H, T, D), the tower's internal order of that layer,
-    exactly as the tower does. Prefix tokens must stay unrotated (unless check_prefix is False).
+    exactly as the tower does. Prefix tokens must stay unrotated (unless check_prefix is False). window_local:
+    windowed layers rotate by positions inside their window, so there q . k within each window is compared.
     Shapes: image (1, 3, H, W) normalised"""
     adapter, hf = tower.adapter, tower.hf
     grid = (image.shape[-2] // adapter.patch(hf), image.shape[-1] // adapter.patch(hf))
@@ -52,6 +64,8 @@ def rotation_errors(tower: Tower, image: torch.Tensor, apply_own, check_prefix: 
     pos = rope.model_positions(tower, grid)  # (P, 2)
     npt, pairs = adapter.prefix_tokens(tower)["total"], adapter.layout(tower)[1]
     errors = []
+    segments = capture_tower(tower, image).segments if window_local else None  # (L, N) or None
+    windowed = adapter.windowed_layers(tower)
     gen = torch.Generator().manual_seed(seed)
     for layer, pe in enumerate(own_rotations(tower, image)):
         order = adapter.token_order(hf, grid, layer)
@@ -61,7 +75,10 @@ def rotation_errors(tower: Tower, image: torch.Tensor, apply_own, check_prefix: 
         theirs_rv = torch.empty_like(theirs).index_copy_(1, order, theirs)
         x_rv = torch.empty_like(x).index_copy_(1, order, x)
         mine = rope2d.apply_rope(x_rv[:, npt:], rope2d.angles(freqs[layer], pos), pairs=pairs)
-        err = (theirs_rv[:, npt:] - mine).abs().max().item()
+        if segments is not None and windowed[layer]:
+            err = gram_error(theirs_rv[:, npt:], mine, segments[layer, npt:])
+        else:
+            err = (theirs_rv[:, npt:] - mine).abs().max().item()
         if check_prefix and npt:
             err = max(err, (theirs_rv[:, :npt] - x_rv[:, :npt]).abs().max().item())
         errors.append(err)

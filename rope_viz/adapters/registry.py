@@ -13,13 +13,18 @@ import torch
 from rope_viz.adapters import (ape_only, deepseek, dinov3, eva02, gemma4, naver_axial, naver_mixed, pe, qwen3,
                                sbb)
 from rope_viz.adapters.base import Adapter, rope_module
-from rope_viz.adapters.towers import llama4, mlcd, pixtral
+from rope_viz.adapters.towers import dinov3_hf, gemma4_vision, llama4, mlcd, pixtral, sam3
 from rope_viz.errors import FamilyError
 
 ADAPTERS: tuple[Adapter, ...] = (
+    # Hugging Face transformers vision towers: they match only a Tower (rope_viz.adapters.towers)
     pixtral.ADAPTER,
-    llama4.ADAPTER,
+    dinov3_hf.ADAPTER,
+    gemma4_vision.ADAPTER,
+    sam3.ADAPTER,
     mlcd.ADAPTER,
+    llama4.ADAPTER,
+    # timm families
     naver_mixed.ADAPTER,
     dinov3.ADAPTER,
     pe.ADAPTER,

@@ -76,7 +76,7 @@ def capture_tower(body, images: torch.Tensor) -> TowerCapture:
     qs, ks, feats, segments, scales = [], [], [], None, set()
     for image in images:
         with recording(attentions) as rec, torch.inference_mode():
-            output = hf(**adapter.inputs(hf, image[None]))
+            output = adapter.run(hf, image[None])
         if len(rec.calls) != len(attentions):
             raise TowerCaptureError(f"Recorded {len(rec.calls)} of {len(attentions)} layers; the tower's attention "
                                     "did not go through transformers' attention functions.")

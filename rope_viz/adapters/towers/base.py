@@ -73,6 +73,14 @@ class TowerAdapter(Adapter):
         """The transformers tower, randomly initialised (sdpa attention), in eval mode."""
         raise NotImplementedError
 
+    def rename_weights(self, hf, state: dict) -> dict:
+        """A checkpoint's tower weights (weight prefix stripped) under the built tower's names: transformers' own
+        load-time renamings for it (DINOv3 checkpoints keep 'layer.N.*', its module 'model.layer.N.*')."""
+        loading = importlib.import_module("transformers.core_model_loading")
+        mapping = importlib.import_module("transformers.conversion_mapping").get_model_conversion_mapping(hf)
+        renamings = [r for r in mapping if isinstance(r, loading.WeightRenaming)]
+        return {loading.apply_renamings(key, renamings): value for key, value in state.items()}
+
     def wrap(self, hf, mean=None, std=None) -> Tower:
         """The built tower with rope-viz's face, normalised with `mean`/`std` (default: its processor's)."""
         default_mean, default_std = self.mean_std(hf)
@@ -124,6 +132,11 @@ class TowerAdapter(Adapter):
         """The tower's own forward arguments for one normalised image. Shapes: image (1, 3, H, W)"""
         raise NotImplementedError
 
+    def run(self, hf, image: torch.Tensor):
+        """The tower's forward on one normalised image, whose output last_hidden reads (its own forward; a tower
+        whose forward pools its tokens runs the part before the pooling). Shapes: image (1, 3, H, W)"""
+        return hf(**self.inputs(hf, image))
+
     def last_hidden(self, hf, output) -> torch.Tensor:
         """The last block's tokens from the tower's output, in its internal order. Shapes: -> (T, C)"""
         hidden = output.last_hidden_state
@@ -139,7 +152,7 @@ class TowerAdapter(Adapter):
     def features(self, body: Tower, image: torch.Tensor) -> torch.Tensor:
         """The last block's tokens in rope-viz order for one image. Shapes: image (1, 3, H, W) -> (N, C)"""
         gh, gw = image.shape[-2] // self.patch(body.hf), image.shape[-1] // self.patch(body.hf)
-        hidden = self.last_hidden(body.hf, body.hf(**self.inputs(body.hf, image)))  # (T, C) internal order
+        hidden = self.last_hidden(body.hf, self.run(body.hf, image))  # (T, C) internal order
         order = self.token_order(body.hf, (gh, gw)).to(hidden.device)
         return torch.empty_like(hidden).index_copy_(0, order, hidden)
 
