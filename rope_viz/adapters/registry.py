@@ -13,9 +13,13 @@ import torch
 from rope_viz.adapters import (ape_only, deepseek, dinov3, eva02, gemma4, naver_axial, naver_mixed, pe, qwen3,
                                sbb)
 from rope_viz.adapters.base import Adapter, rope_module
+from rope_viz.adapters.towers import glm4v, internvl, kimi_k25
 from rope_viz.errors import FamilyError
 
 ADAPTERS: tuple[Adapter, ...] = (
+    glm4v.ADAPTER,
+    kimi_k25.ADAPTER,
+    internvl.ADAPTER,
     naver_mixed.ADAPTER,
     dinov3.ADAPTER,
     pe.ADAPTER,
