@@ -13,17 +13,20 @@ import torch
 from rope_viz.adapters import (ape_only, deepseek, dinov3, eva02, gemma4, naver_axial, naver_mixed, pe, qwen3,
                                sbb)
 from rope_viz.adapters.base import Adapter, rope_module
-from rope_viz.adapters.towers import dinov3_hf, gemma4_vision, llama4, mlcd, pixtral, sam3
+from rope_viz.adapters.towers import dinov3_hf, gemma4_vision, glm4v, internvl, kimi_k25, llama4, mlcd, pixtral, sam3
 from rope_viz.errors import FamilyError
 
 ADAPTERS: tuple[Adapter, ...] = (
     # Hugging Face transformers vision towers: they match only a Tower (rope_viz.adapters.towers)
     pixtral.ADAPTER,
+    glm4v.ADAPTER,
+    kimi_k25.ADAPTER,
     dinov3_hf.ADAPTER,
     gemma4_vision.ADAPTER,
     sam3.ADAPTER,
     mlcd.ADAPTER,
     llama4.ADAPTER,
+    internvl.ADAPTER,
     # timm families
     naver_mixed.ADAPTER,
     dinov3.ADAPTER,

@@ -76,7 +76,7 @@ def capture_tower(body, images: torch.Tensor) -> TowerCapture:
     qs, ks, feats, segments, scales = [], [], [], None, set()
     for image in images:
         with recording(attentions) as rec, torch.inference_mode():
-            output = adapter.run(hf, image[None])
+            hidden = adapter.last_tokens(hf, image[None]).float()  # (T, C) internal order
         if len(rec.calls) != len(attentions):
             raise TowerCaptureError(f"Recorded {len(rec.calls)} of {len(attentions)} layers; the tower's attention "
                                     "did not go through transformers' attention functions.")
@@ -85,7 +85,6 @@ def capture_tower(body, images: torch.Tensor) -> TowerCapture:
         ks.append(torch.stack([k for _, k, _ in layers]))
         segments = torch.stack([s for _, _, s in layers])  # (L, N): same for every image of one size
         scales.update(c.scaling for calls in rec.calls.values() for c in calls)
-        hidden = adapter.last_hidden(hf, output).float()  # (T, C) internal order
         feats.append(torch.empty_like(hidden).index_copy_(0, out_order.to(hidden.device), hidden))
     if len(scales) != 1:
         raise TowerCaptureError(f"The tower scales its logits differently across layers ({sorted(scales)}).")

@@ -131,8 +131,10 @@ def _config(directory: Path):
 def build_tower(directory: Path, adapter: TowerAdapter | None = None) -> Tower:
     """The directory's vision tower with its weights, in eval mode, normalised as its image processor says."""
     adapter = adapter or adapter_for_config(_read_json(directory / "config.json", "config"), directory.name)
-    hf = adapter.build(adapter.vision_config(_config(directory)))
-    _load(hf, vision_state(directory, adapter.weight_prefixes), directory.name)
+    vision_config = adapter.vision_config(_config(directory))
+    hf = adapter.build(vision_config)
+    state = adapter.convert_weights(vision_state(directory, adapter.weight_prefixes), vision_config)  # Kimi's layout
+    _load(hf, adapter.rename_weights(hf, state), directory.name)  # transformers' own load-time renamings
     processor = directory / "preprocessor_config.json"
     mean = std = None
     if processor.is_file():

@@ -81,6 +81,11 @@ class TowerAdapter(Adapter):
         renamings = [r for r in mapping if isinstance(r, loading.WeightRenaming)]
         return {loading.apply_renamings(key, renamings): value for key, value in state.items()}
 
+    def convert_weights(self, weights: dict[str, torch.Tensor], vision_config) -> dict[str, torch.Tensor]:
+        """The tower's state dict from a checkpoint's vision weights (weight prefix stripped): the same names unless
+        the checkpoint keeps another layout (Kimi K2.5's original fused, RoPE-permuted wqkv)."""
+        return weights
+
     def wrap(self, hf, mean=None, std=None) -> Tower:
         """The built tower with rope-viz's face, normalised with `mean`/`std` (default: its processor's)."""
         default_mean, default_std = self.mean_std(hf)
@@ -142,6 +147,12 @@ class TowerAdapter(Adapter):
         hidden = output.last_hidden_state
         return hidden[0] if hidden.dim() == 3 else hidden
 
+    def last_tokens(self, hf, image: torch.Tensor) -> torch.Tensor:
+        """The tower's own forward on one normalised image: its last per-patch tokens (last_hidden), in its
+        internal order. Towers whose output keeps no per-patch tokens (GLM-4V merges them) override this.
+        Shapes: image (1, 3, H, W) -> (T, C)"""
+        return self.last_hidden(hf, self.run(hf, image))
+
     def token_order(self, hf, grid: tuple[int, int], layer: int | None = None) -> torch.Tensor:
         """For each of the tower's internal tokens, its rope-viz index (prefix tokens 0..n-1, then patch
         y * gw + x + n): as layer `layer`'s attention calls receive them (the calls' batch rows one after
@@ -152,7 +163,7 @@ class TowerAdapter(Adapter):
     def features(self, body: Tower, image: torch.Tensor) -> torch.Tensor:
         """The last block's tokens in rope-viz order for one image. Shapes: image (1, 3, H, W) -> (N, C)"""
         gh, gw = image.shape[-2] // self.patch(body.hf), image.shape[-1] // self.patch(body.hf)
-        hidden = self.last_hidden(body.hf, self.run(body.hf, image))  # (T, C) internal order
+        hidden = self.last_tokens(body.hf, image)  # (T, C) internal order
         order = self.token_order(body.hf, (gh, gw)).to(hidden.device)
         return torch.empty_like(hidden).index_copy_(0, order, hidden)
 
