@@ -111,13 +111,15 @@ def load_folder_batch(samples: list[tuple[Path, int]], resolution: int) -> tuple
     return torch.stack(images), torch.tensor([label for _, label in samples], dtype=torch.int64)
 
 
-def eval_images(evalset: EvalSet, spec: models.ModelSpec, resolution: int, limit: int, shard: Shard = SINGLE):
-    """The eval set at `resolution`, or this process's contiguous block of it when sharded.
+def eval_images(evalset: EvalSet, spec: models.ModelSpec, resolution: int, limit: int, shard: Shard = SINGLE,
+                labelled: bool = True):
+    """The eval set at `resolution`, or this process's contiguous block of it when sharded. labelled=False: the
+    images only matter (attention statistics), so a model of other classes (or none) may see the scenes.
 
     Shapes: -> images (N, 3, R, R) uint8, labels (N,) int64
     """
     if evalset.kind == "scenes":
-        if spec.class_names != tuple(data.CLASS_NAMES):
+        if labelled and spec.class_names != tuple(data.CLASS_NAMES):
             raise SweepError(f"{spec.name} was not trained on the scenes' classes; use an image folder.")
         seeds = range(data.EVAL_SEEDS.start, data.EVAL_SEEDS.start + min(limit, len(data.EVAL_SEEDS)))
         block = shard.take(seeds)

@@ -240,7 +240,7 @@ def attention_sweep(model_names, resolutions, dataset: str = "shapes", limit: in
             if should_stop is not None and should_stop():
                 return rows
             resolution = snap_resolution(int(requested), loaded.spec.step)  # towers: patch x merge
-            images, _ = eval_images(evalset, loaded.spec, resolution, limit)
+            images, _ = eval_images(evalset, loaded.spec, resolution, limit, labelled=False)
             x = loaded.normalise(images)
             distance, entropy = [], []
             with memory.out_of_memory_as_error(f"Capturing attention of {name} at {resolution} px"):
