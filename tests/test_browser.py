@@ -367,3 +367,55 @@ def test_attention_head_grid_renders_and_a_click_picks_the_head(page, streamlit_
     assert page.evaluate("() => document.querySelectorAll('.js-plotly-plot')[0].layout.annotations[0].text") == "head 1"
     assert_no_error(page)
     page.screenshot(path=str(SCREENSHOTS / "attention_head_grid.png"), full_page=True)
+
+
+def test_a_hugging_face_tower_added_on_home_shows_exact_windowed_attention(page, streamlit_url, tmp_path):
+    """A transformers VLM directory added on Home: the explorer's rows for it, in a windowed layer, equal the
+    server's capture (keys outside the query's window get no weight)."""
+    import numpy as np
+
+    from rope_viz import capture, models
+    from rope_viz.app import views
+    from test_towers import CASES
+
+    case = next(c for key in ("qwen2_5_vl", "sam3") for c in CASES if c.key == key)  # a tower with windows
+    directory = tmp_path / "tiny_tower"
+    directory.mkdir()
+    case.save_vlm(directory)
+    page.goto(streamlit_url)
+    wait_for_app(page)
+    page.get_by_text("Add a Hugging Face vision tower").click()
+    page.get_by_role("textbox", name="Model directory or hub id").fill(str(directory))
+    page.get_by_role("button", name="Add tower").click()
+    page.get_by_text("Added local:tiny_tower").wait_for(timeout=90_000)
+    assert_no_error(page)
+
+    spec = models.register_local(directory, name="local:tiny_tower")  # the same tower in this process
+    resolution = spec.train_res
+    sample = sorted((models.ASSETS_DIR / "images").glob("scene_*.png"))[0]
+    from rope_viz import data
+
+    pixels = (data.resize_center_crop(data.load_image(sample.read_bytes(), sample.name), resolution) * 255).round()
+    loaded = models.load_model(spec.name)
+    qk = capture.capture_qk(loaded, loaded.normalise(pixels.to(torch.uint8)[None]))
+    layer = views.windowed_layers(qk)[0]
+    page.goto(streamlit_url + f"/attention?att_model_a=local:tiny_tower&att_model_b=(none)&att_layer={layer}"
+              f"&att_view=heads&att_res={resolution}")
+    wait_for_app(page)
+    page.wait_for_function("() => window.ropeExplorer && window.ropeExplorer.att_explorer", timeout=120_000)
+    wait_for_app(page)
+    assert_no_error(page)
+    assert "attend within windows" in page.locator("[data-testid='stMain']").inner_text()
+    before = explorer_state(page)
+    canvas = page.locator("canvas[data-panel]").first
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.8, box["y"] + box["height"] * 0.3)
+    page.wait_for_function(f"() => window.ropeExplorer.att_explorer.repaints > {before['repaints']}")
+    after = explorer_state(page)
+    x, y = after["query"]["x"], after["query"]["y"]
+    exact = capture.attention_rows(qk, capture.patch_token(qk, x, y))[0, layer].numpy()  # (H, N)
+    rows = np.array(next(iter(after["rows"].values()))).reshape(exact.shape)
+    assert np.abs(rows - exact).max() < 1e-4
+    assert (exact == 0).any() and ((rows == 0) == (exact == 0)).all()  # the same keys outside the window
+    page.screenshot(path=str(SCREENSHOTS / "attention_tower.png"), full_page=True)
