@@ -22,9 +22,14 @@ def own_rotations(tower: Tower, image: torch.Tensor) -> list:
     """The position_embeddings each layer's attention receives in the tower's own forward (first call)."""
     got, handles = {}, []
     adapter = tower.adapter
+
+    def keep(i):
+        def hook(module, args, kwargs):  # returns None: a returned (cos, sin) pair would replace (args, kwargs)
+            got.setdefault(i, adapter.call.read(args, kwargs))
+        return hook
+
     for i, attn in enumerate(adapter.attentions(tower.hf)):
-        handles.append(attn.register_forward_pre_hook(
-            lambda m, a, kw, i=i: got.setdefault(i, adapter.call.read(a, kw)), with_kwargs=True))
+        handles.append(attn.register_forward_pre_hook(keep(i), with_kwargs=True))
     try:
         with torch.no_grad():
             tower.hf(**adapter.inputs(tower.hf, image))

@@ -13,9 +13,13 @@ import torch
 from rope_viz.adapters import (ape_only, deepseek, dinov3, eva02, gemma4, naver_axial, naver_mixed, pe, qwen3,
                                sbb)
 from rope_viz.adapters.base import Adapter, rope_module
+from rope_viz.adapters.towers import qwen2_5_vl, qwen2_vl, qwen3_vl
 from rope_viz.errors import FamilyError
 
 ADAPTERS: tuple[Adapter, ...] = (
+    qwen2_vl.ADAPTER,  # Hugging Face towers first: they match only their own Tower
+    qwen2_5_vl.ADAPTER,
+    qwen3_vl.ADAPTER,
     naver_mixed.ADAPTER,
     dinov3.ADAPTER,
     pe.ADAPTER,
