@@ -13,11 +13,15 @@ import torch
 from rope_viz.adapters import (ape_only, deepseek, dinov3, eva02, gemma4, naver_axial, naver_mixed, pe, qwen3,
                                sbb)
 from rope_viz.adapters.base import Adapter, rope_module
-from rope_viz.adapters.towers import dinov3_hf, gemma4_vision, glm4v, internvl, kimi_k25, llama4, mlcd, pixtral, sam3
+from rope_viz.adapters.towers import (dinov3_hf, gemma4_vision, glm4v, internvl, kimi_k25, llama4, mlcd, pixtral,
+                                      qwen2_5_vl, qwen2_vl, qwen3_vl, sam3)
 from rope_viz.errors import FamilyError
 
 ADAPTERS: tuple[Adapter, ...] = (
     # Hugging Face transformers vision towers: they match only a Tower (rope_viz.adapters.towers)
+    qwen2_vl.ADAPTER,
+    qwen2_5_vl.ADAPTER,
+    qwen3_vl.ADAPTER,
     pixtral.ADAPTER,
     glm4v.ADAPTER,
     kimi_k25.ADAPTER,
