@@ -99,15 +99,17 @@ def test_position_method_equals_the_method_by_hand(case, method):
     image = image_for(tower, size)
     body = adapters.body_of(tower)
     grid = (size[0] // tower.adapter.patch(tower.hf), size[1] // tower.adapter.patch(tower.hf))
-    train = adapters.train_grid(tower)
+    train = (max(1, grid[0] // 2), max(1, grid[1] // 2))  # a smaller training grid, so both methods change things
     native = capture.capture_qk(tower, image)
-    with positions.apply_method(tower, method, grid):
+    with positions.apply_method(tower, method, grid, train):
         moved = capture.capture_qk(tower, image)
     base = rope.model_freqs(tower, train)[0]  # (H, D/2, 2) layer 0 at the training grid
     if method == "interpolate":
         by_hand = base * torch.tensor([train[1] / grid[1], train[0] / grid[0]])
     else:
         by_hand = rope2d_ntk(base, grid, train)
+    if not (tower.adapter.grid_dependent and method == "interpolate"):  # normalising towers interpolate natively
+        assert not torch.allclose(by_hand, rope.model_freqs(tower, grid)[0])  # the method changes the rotation
     pos = rope.model_positions(tower, grid)
     npt, pairs = native.num_prefix_tokens, tower.adapter.layout(body)[1]
     own = rope2d.angles(rope.model_freqs(tower, grid)[0], pos)
@@ -119,9 +121,21 @@ def test_position_method_equals_the_method_by_hand(case, method):
 
 
 def rope2d_ntk(base, grid, train):
-    """NTK-aware scaling by hand: pair j of an axis multiplied by s^(-e_j * D'/(D'-2)) with s = g/t on its axis and
-    e_j its place on the head's ladder (0 fastest, 1 slowest), as bloc97's base change."""
-    return positions.compute_positions("ntk", base[None], grid, train).freqs[0]
+    """NTK-aware base change by hand (bloc97): on each head's frequency ladder the fastest pair keeps its
+    frequency and the slowest is divided by s, with s = g / t on its axis (at least 1); a pair at place
+    e = ln(|w|max / |w|) / ln(|w|max / |w|min) is multiplied by s^-e, its x part by s_x^-e and y part by s_y^-e.
+    Shapes: base (H, D/2, 2) -> (H, D/2, 2)"""
+    sx, sy = max(1.0, grid[1] / train[1]), max(1.0, grid[0] / train[0])
+    out = base.double().clone()
+    for h in range(base.shape[0]):
+        mag = base[h].double().norm(dim=-1)
+        top, bottom = mag[mag > 0].max(), mag[mag > 0].min()
+        for j in range(base.shape[1]):
+            if mag[j] > 0 and top > bottom:
+                e = float(torch.log(top / mag[j]) / torch.log(top / bottom))
+                out[h, j, 0] *= sx ** -e
+                out[h, j, 1] *= sy ** -e
+    return out.float()
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)
