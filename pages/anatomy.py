@@ -26,6 +26,10 @@ st.markdown(
 shared.share_view(URL_KEYS)
 
 spec = shared.pick_model("anat")
+if spec.is_tower:  # the logit split needs q and k before the rotation, which a tower keeps inside its attention
+    st.info(f"{spec.display} is a Hugging Face vision tower: it rotates q and k inside its attention, so the logit "
+            "anatomy (which needs them before the rotation) is not available; Frequencies and Attention show it.")
+    st.stop()
 patch = spec.patch_size
 pixels, resolution = shared.pick_image("anat", patch, spec.train_res)
 try:

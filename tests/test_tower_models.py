@@ -126,6 +126,9 @@ def test_frequencies_and_attention_pages_render_a_tower(saved, no_local):
     at.button(key="res_att_run").click().run()
     assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
     assert len(at.get("plotly_chart")) == 2  # distance and entropy against resolution, no accuracy chart
+    at = run_page("pages/anatomy.py")
+    at.selectbox(key="anat_model").set_value(spec.name).run()
+    assert not at.exception and any("Hugging Face vision tower" in i.value for i in at.info)
 
 
 @pytest.mark.slow
