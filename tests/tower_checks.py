@@ -33,7 +33,7 @@ def own_rotations(tower: Tower, image: torch.Tensor) -> list:
         handles.append(attn.register_forward_pre_hook(keep(i), with_kwargs=True))
     try:
         with torch.no_grad():
-            tower.hf(**adapter.inputs(tower.hf, image))
+            adapter.run(tower.hf, image)
     finally:
         for h in handles:
             h.remove()
@@ -115,7 +115,7 @@ def eager_maps(tower: Tower, image: torch.Tensor) -> list[torch.Tensor]:
         setattr(modeling, name, wrapping(own))
     try:
         with torch.no_grad():
-            hf(**adapter.inputs(hf, image))
+            adapter.run(hf, image)
     finally:
         for name, own in owns.items():
             setattr(modeling, name, own)

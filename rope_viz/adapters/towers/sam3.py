@@ -5,13 +5,16 @@ layer but the global ones (config.global_attn_indexes).
 Windowed layers cut the patch grid into w x w windows, stacked as the batch of one attention call (window-major,
 row-major inside), and rotate by positions inside their window (window origins cancel in q . k, so rope-viz's
 global positions give the same attention). Global layers rotate by patch indices scaled by w / gw, as the tower
-precomputes them for its configured size: that is its only size, so rope-viz re-derives these positions the
-same way for each image's grid (Sam3ViTLayer.precompute_positions' rule: the tower as configured for that size).
+precomputes them for its configured size: that is its only size, so for another grid rope-viz gives each global
+layer's attention the rotation of positions re-derived the same way (Sam3ViTLayer.precompute_positions' rule: the
+tower as configured for that size), through a pre-hook that lasts one forward of the calling thread; the shared
+model itself is never changed.
 Image sides must fill whole windows: the tower would pad them.
 """
 from __future__ import annotations
 
 import importlib
+import threading
 
 import torch
 
@@ -124,15 +127,33 @@ class Sam3(TowerAdapter):
 
     # -- running
     def inputs(self, hf, image: torch.Tensor) -> dict:
-        """Pixels as they are; the global layers' positions are first set for this image's grid."""
-        p = self.patch(hf)
-        grid = (image.shape[-2] // p, image.shape[-1] // p)
-        wanted = global_positions(hf.config, grid)
-        for layer in hf.layers:
-            if layer.window_size == 0 and (layer.position_ids.shape != wanted.shape
-                                           or not torch.equal(layer.position_ids.cpu(), wanted)):
-                layer.position_ids = wanted.to(layer.position_ids)
         return {"pixel_values": image}
+
+    def run(self, hf, image: torch.Tensor):
+        """The tower's forward; at a grid other than its configured one, each global layer's attention receives the
+        rotation of positions re-derived for this grid (a pre-hook for this thread and this forward only, placed
+        first so that an override entered earlier still replaces it). Shapes: image (1, 3, H, W)"""
+        p, owner = self.patch(hf), threading.get_ident()
+        wanted = global_positions(hf.config, (image.shape[-2] // p, image.shape[-1] // p))
+        handles = []
+
+        def rotation(layer, positions):
+            def hook(attn, args, kwargs):
+                if threading.get_ident() != owner:
+                    return None
+                return (args[0], layer.rotary_emb(args[0], positions), *args[2:]), kwargs
+            return hook
+
+        try:
+            for layer in hf.layers:
+                if layer.window_size == 0 and not (layer.position_ids.shape == wanted.shape
+                                                   and torch.equal(layer.position_ids.cpu(), wanted)):
+                    handles.append(layer.attention.register_forward_pre_hook(
+                        rotation(layer, wanted.to(layer.position_ids)), with_kwargs=True, prepend=True))
+            return hf(**self.inputs(hf, image))
+        finally:
+            for handle in handles:
+                handle.remove()
 
     def token_order(self, hf, grid, layer=None) -> torch.Tensor:
         """Global layers and the output: row-major. Windowed layers: window by window (windows row-major), then
