@@ -53,6 +53,7 @@ bench: install
 	PYTHONPATH=$(CURDIR) $(PY) bench/interaction.py
 	PYTHONPATH=$(CURDIR) $(PY) bench/load.py
 	PYTHONPATH=$(CURDIR) $(PY) bench/html_sizes.py
+	PYTHONPATH=$(CURDIR) $(PY) bench/tower_capture.py
 
 # Retrain the five bundled models with the shared recipe and measure their model cards (CPU: about 70 min).
 KINDS := ape rope_axial rope_mixed rope_axial_ape rope_mixed_ape

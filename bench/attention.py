@@ -25,6 +25,7 @@ import torch
 from timm.utils import AttentionExtract
 
 from rope_viz import capture
+from rss import reset_peak_rss, status_bytes
 from timing import best_of
 
 MODEL = "vit_base_patch16_rope_mixed_224"
@@ -55,25 +56,6 @@ def speed(size: int, device: str, repeats: int) -> dict:
             "extract_s": t_extract, "new_query_s": t_row}
 
 
-def _status_bytes(field: str) -> int:
-    """VmRSS / VmHWM of this process from /proc/self/status, in bytes."""
-    for line in open("/proc/self/status"):
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"/proc/self/status has no {field}")
-
-
-def reset_peak_rss() -> int:
-    """Reset the kernel's peak-RSS mark to the current RSS and return that RSS (Linux 4.0+).
-
-    ru_maxrss never goes down, so after a model build whose temporaries peaked higher than a capture
-    does, the capture's growth read 0 (bench ratio nan). Writing 5 to clear_refs resets VmHWM.
-    """
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-    return _status_bytes("VmRSS")
-
-
 def peak_memory_child(method: str, size: int, device: str) -> None:
     """Run in a subprocess: print the peak memory one method adds on top of the built model."""
     model = build(device, fused=method == "capture")
@@ -92,7 +74,7 @@ def peak_memory_child(method: str, size: int, device: str) -> None:
         torch.cuda.synchronize()
         peak = torch.cuda.max_memory_allocated() - base
     else:
-        peak = _status_bytes("VmHWM") - base
+        peak = status_bytes("VmHWM") - base
     del out
     print(json.dumps({"method": method, "peak_bytes": peak}))
 

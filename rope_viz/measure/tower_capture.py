@@ -73,21 +73,28 @@ def capture_tower(body, images: torch.Tensor) -> TowerCapture:
     orders = [adapter.token_order(hf, grid, layer) for layer in range(len(attentions))]
     out_order = adapter.token_order(hf, grid)
     heads = adapter.num_heads(hf)
-    qs, ks, feats, segments, scales = [], [], [], None, set()
-    for image in images:
+    q_all = k_all = segments = None  # (B, L, H, N, D) filled in place: no stacked copies of q and k
+    feats, scales = [], set()
+    for b, image in enumerate(images):
         with recording(attentions) as rec, torch.inference_mode():
             hidden = adapter.last_tokens(hf, image[None]).float()  # (T, C) internal order
         if len(rec.calls) != len(attentions):
             raise TowerCaptureError(f"Recorded {len(rec.calls)} of {len(attentions)} layers; the tower's attention "
                                     "did not go through transformers' attention functions.")
-        layers = [_layer(rec.calls[i], orders[i], heads) for i in range(len(attentions))]
-        qs.append(torch.stack([q for q, _, _ in layers]))  # (L, H, N, D)
-        ks.append(torch.stack([k for _, k, _ in layers]))
-        segments = torch.stack([s for _, _, s in layers])  # (L, N): same for every image of one size
         scales.update(c.scaling for calls in rec.calls.values() for c in calls)
+        layer_segments = []
+        for i in range(len(attentions)):
+            q, k, segment = _layer(rec.calls.pop(i), orders[i], heads)  # pop: the recorded q, k go once placed
+            if q_all is None:
+                q_all = q.new_empty((len(images), len(attentions), *q.shape))
+                k_all = torch.empty_like(q_all)
+            q_all[b, i], k_all[b, i] = q, k
+            layer_segments.append(segment)
+            del q, k
+        segments = torch.stack(layer_segments)  # (L, N): same for every image of one size
         feats.append(torch.empty_like(hidden).index_copy_(0, out_order.to(hidden.device), hidden))
     if len(scales) != 1:
         raise TowerCaptureError(f"The tower scales its logits differently across layers ({sorted(scales)}).")
     full = bool((segments == 0).all())
-    return TowerCapture(q=torch.stack(qs), k=torch.stack(ks), segments=None if full else segments,
+    return TowerCapture(q=q_all, k=k_all, segments=None if full else segments,
                         features=torch.stack(feats), scale=scales.pop())
