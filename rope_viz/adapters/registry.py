@@ -97,7 +97,10 @@ def resolve(module: torch.nn.Module) -> Resolved:
     rope = rope_module(module)
     found = type(rope).__name__ if rope is not None else type(module).__name__
     raise FamilyError(f"{found} is not a supported position scheme; supported: "
-                      + ", ".join(a.label for a in ADAPTERS) + " (timm Eva, VisionTransformer and encoder models).")
+                      + ", ".join(a.label for a in ADAPTERS if a.library == "timm")
+                      + " (timm Eva, VisionTransformer and encoder models), and the Hugging Face vision towers of "
+                      + ", ".join(a.label for a in ADAPTERS if a.library == "transformers")
+                      + " (loaded from their directory: models.register_local).")
 
 
 def adapter_of(module: torch.nn.Module) -> Adapter:

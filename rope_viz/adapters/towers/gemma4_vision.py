@@ -50,9 +50,10 @@ class Gemma4Vision(TowerAdapter):
 
     def train_grid(self, body, module=None) -> tuple[int, int]:
         """The processor's default budget for a square image: the largest multiple of k patches per side whose
-        pooled soft tokens fit max_soft_tokens (280 soft tokens, k = 3: 48 x 48 patches)."""
+        pooled soft tokens fit max_soft_tokens (280 soft tokens, k = 3: 48 x 48 patches), within its position table."""
         k = int(body.hf.config.pooling_kernel_size)
-        side = math.isqrt(int(_processor().max_soft_tokens)) * k
+        rows = int(body.hf.config.position_embedding_size) // k * k  # never past its position table
+        side = min(math.isqrt(int(_processor().max_soft_tokens)) * k, rows)
         return side, side
 
     def has_ape(self, body) -> bool:
