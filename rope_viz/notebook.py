@@ -26,7 +26,7 @@ from rope_viz.errors import RopeVizError
 from rope_viz.measure import features, sweep as sweeps
 from rope_viz.scenes import data
 
-register_local = models.register_local  # a local checkpoint for a timm architecture -> its ModelSpec
+register_local = models.register_local  # a checkpoint for a timm architecture, or a Hugging Face directory -> ModelSpec
 list_models = models.list_models
 _LOADED: dict[str, models.LoadedModel] = {}
 

@@ -154,3 +154,22 @@ def test_the_cli_takes_a_tower_directory(saved):
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert case.build().adapter.label in out.stdout
+
+
+def test_a_hub_id_in_the_local_cache_registers_without_downloading(saved, tmp_path, no_local, monkeypatch):
+    """'org/name' is looked up in the Hugging Face cache only (local_files_only): a snapshot there registers."""
+    import shutil
+
+    import huggingface_hub.constants
+
+    case = SAVED[0]
+    repo = tmp_path / "hub" / "models--someone--tiny-vlm"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    shutil.copytree(saved[case.key], snapshot)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    spec = models.register_local("someone/tiny-vlm")
+    assert spec.name == "local:someone/tiny-vlm" and spec.family == case.key and spec.path == str(snapshot)
+    assert sum(p.numel() for p in models.load_model(spec.name).module.parameters()) == tower_parameters(case)

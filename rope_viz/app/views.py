@@ -191,6 +191,7 @@ def port_notes(specs) -> list[str]:
 
 def family_rows() -> list[dict]:
     """One row per registered model family (rope_viz.adapters.ADAPTERS), for Home's table."""
-    return [{"family": a.label, "key": a.key, "positions": a.about,
+    return [{"family": a.label, "key": a.key, "library": a.library, "positions": a.about,
              "rad/patch depends on the grid": "yes" if a.grid_dependent else "no",
-             "timm port vs original": a.port_note or "same"} for a in adapters.ADAPTERS]
+             "timm port vs original": a.port_note or "same" if a.library == "timm" else "- (the original's own code)"}
+            for a in adapters.ADAPTERS]
