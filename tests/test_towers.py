@@ -86,6 +86,7 @@ def test_features_come_in_raster_order(case):
     qk = capture.capture_qk(tower, image)
     assert features.shape == (1, qk.num_tokens, tower.embed_dim)
     assert torch.allclose(qk.logits, features[:, qk.num_prefix_tokens:].mean(1), atol=1e-5)
+    assert count_hooks(tower) == 0  # GLM-4V's one-forward hook on its last norm came off
 
 
 @pytest.mark.parametrize("method", ["interpolate", "ntk"])
