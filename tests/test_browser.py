@@ -181,6 +181,18 @@ def explorer_state(pg) -> dict:
         return {query: s.query, tokens: s.tokens, rows, panels, zmax: s.zmax, repaints: s.repaints}; }""")
 
 
+def hover_first_panel(pg, fx: float, fy: float) -> tuple[dict, dict]:
+    """Move the mouse to (fx, fy) of the explorer's first panel (fractions of its width and height) and wait
+    for the repaint: the explorer's state before and after."""
+    before = explorer_state(pg)
+    canvas = pg.locator("canvas[data-panel]").first
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    pg.mouse.move(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy)
+    pg.wait_for_function(f"() => window.ropeExplorer.att_explorer.repaints > {before['repaints']}")
+    return before, explorer_state(pg)
+
+
 def server_rows(model_name: str, resolution: int, query_xy: tuple[int, int], layer: int):
     """What the server computes for the Attention page's default image (the first sample scene)."""
     import torch
@@ -203,13 +215,7 @@ def test_explorer_hover_follows_mouse_and_equals_server_rows(page, streamlit_url
     wait_for_app(page)
     page.wait_for_function("() => window.ropeExplorer && window.ropeExplorer.att_explorer", timeout=120_000)
     wait_for_app(page)
-    before = explorer_state(page)
-    canvas = page.locator("canvas[data-panel]").first
-    canvas.scroll_into_view_if_needed()
-    box = canvas.bounding_box()
-    page.mouse.move(box["x"] + box["width"] * 0.8, box["y"] + box["height"] * 0.3)
-    page.wait_for_function(f"() => window.ropeExplorer.att_explorer.repaints > {before['repaints']}")
-    after = explorer_state(page)
+    before, after = hover_first_panel(page, 0.8, 0.3)
     grid = resolution // 8
     x, y = after["query"]["x"], after["query"]["y"]
     assert (x, y) == (int(0.8 * grid), int(0.3 * grid)) != (before["query"]["x"], before["query"]["y"])
@@ -406,13 +412,7 @@ def test_a_hugging_face_tower_added_on_home_shows_exact_windowed_attention(page,
     wait_for_app(page)
     assert_no_error(page)
     assert "attend within windows" in page.locator("[data-testid='stMain']").inner_text()
-    before = explorer_state(page)
-    canvas = page.locator("canvas[data-panel]").first
-    canvas.scroll_into_view_if_needed()
-    box = canvas.bounding_box()
-    page.mouse.move(box["x"] + box["width"] * 0.8, box["y"] + box["height"] * 0.3)
-    page.wait_for_function(f"() => window.ropeExplorer.att_explorer.repaints > {before['repaints']}")
-    after = explorer_state(page)
+    before, after = hover_first_panel(page, 0.8, 0.3)
     x, y = after["query"]["x"], after["query"]["y"]
     exact = capture.attention_rows(qk, capture.patch_token(qk, x, y))[0, layer].numpy()  # (H, N)
     rows = np.array(next(iter(after["rows"].values()))).reshape(exact.shape)
