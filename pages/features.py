@@ -9,7 +9,7 @@ from rope_viz.errors import RopeVizError
 
 cached.use_app_navigation()  # before anything is drawn (see its docstring)
 
-URL_KEYS = {"feat_res": "list_int", "feat_source": "str", "feat_sample": "str", "feat_seed": "int",
+URL_KEYS = {"feat_res": "list_int", "feat_aspect": "bool", "feat_source": "str", "feat_sample": "str", "feat_seed": "int",
             "feat_u": "float", "feat_v": "float", "feat_stab_models": "list", "feat_stab_res": "list_int",
             "feat_stab_n": "int"}
 
@@ -53,9 +53,15 @@ else:
         st.stop()
     kind, value, raw = "upload", upload.name, upload.getvalue()
 
+aspect = 0
+if all(s.is_tower for s in specs):  # towers take any aspect: Qwen-VL's and Pixtral's native dynamic resolution
+    keep = st.toggle("keep the image's aspect (native dynamic resolution)", key="feat_aspect",
+                     help=f"A file is resized, not cropped, to about r x r pixels with its own aspect, sides multiples "
+                          f"of {step} px, as Qwen-VL's processor does (scenes are square anyway).")
+    aspect = step if keep else 0
 device = cached.get_device()
 try:
-    pixels = {r: cached.get_input_image(kind, value, r, raw) for r in resolutions}  # (r, r, 3) uint8 each
+    pixels = {r: cached.get_input_image(kind, value, r, raw, aspect) for r in resolutions}  # (h, w, 3) uint8 each
     keys = {r: data.pixels_key(pixels[r]) for r in resolutions}
     rgb = {s.name: cached.get_pca_maps(s.name, device, tuple(keys.values()), tuple(pixels.values())) for s in specs}
 except RopeVizError as err:
@@ -80,10 +86,13 @@ def feature_panel():
         panels, sims = {}, {}
         for r, colours in zip(resolutions, rgb[spec.name]):
             gh, gw = colours.shape[:2]
+            h, w = pixels[r].shape[:2]
+            label = f"{r} px" if h == w else f"{h} x {w} px"
             qx, qy = features.relative_to_patch(u, v, (gh, gw))
-            sims[f"{r} px"] = cached.get_patch_similarity(spec.name, device, keys[r], pixels[r], qx, qy)
-            panels[f"{r} px"] = colours
-            table += [{"model": spec.name, "resolution": r, "x": x, "y": y, "similarity": float(sims[f"{r} px"][y, x]),
+            sims[label] = cached.get_patch_similarity(spec.name, device, keys[r], pixels[r], qx, qy)
+            panels[label] = colours
+            table += [{"model": spec.name, "resolution": r, "height": h, "width": w, "x": x, "y": y,
+                       "similarity": float(sims[label][y, x]),
                        "pca_r": float(colours[y, x, 0]), "pca_g": float(colours[y, x, 1]),
                        "pca_b": float(colours[y, x, 2])} for y in range(gh) for x in range(gw)]
         tiles += [list(panels.values()), [features.similarity_to_rgb(s) for s in sims.values()]]

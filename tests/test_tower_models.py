@@ -133,6 +133,8 @@ def test_features_resolution_and_anatomy_pages_take_a_tower(saved, no_local):
     at.multiselect(key="feat_res").set_value([spec.step * 4, spec.step * 6]).run()
     assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
     assert at.get("plotly_chart"), "no feature maps"
+    at.toggle(key="feat_aspect").set_value(True).run()  # the sample scene is square: the same maps
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
     cached.get_attention_results().clear()
     at = run_page("pages/resolution.py")
     at.multiselect(key="res_models").set_value([spec.name]).run()
@@ -173,3 +175,26 @@ def test_a_hub_id_in_the_local_cache_registers_without_downloading(saved, tmp_pa
     spec = models.register_local("someone/tiny-vlm")
     assert spec.name == "local:someone/tiny-vlm" and spec.family == case.key and spec.path == str(snapshot)
     assert sum(p.numel() for p in models.load_model(spec.name).module.parameters()) == tower_parameters(case)
+
+
+def test_native_dynamic_resolution_keeps_the_image_aspect(saved, no_local):
+    """An upload keeps its aspect for a tower (about r^2 pixels, sides multiples of patch x merge), and the tower's
+    dense features come on that grid."""
+    import io
+
+    from PIL import Image
+
+    from rope_viz.measure import features
+    from rope_viz.scenes import data
+
+    case = SAVED[0]
+    spec = models.register_local(saved[case.key], name="tower-aspect")
+    buffer = io.BytesIO()
+    Image.new("RGB", (300, 150), (200, 30, 30)).save(buffer, format="PNG")
+    pixels = data.input_image("upload", "wide.png", 4 * spec.step, buffer.getvalue(), aspect_step=spec.step)
+    h, w = pixels.shape[:2]
+    assert (h % spec.step, w % spec.step) == (0, 0) and w == 2 * h  # 2:1 kept
+    assert abs(h * w - (4 * spec.step) ** 2) <= 2 * spec.step * max(h, w)  # about r^2 pixels
+    assert data.keep_aspect_size(150, 300, 4 * spec.step, spec.step) == (h, w)
+    grid = features.image_patch_features(models.load_model(spec.name), pixels).shape[:2]
+    assert grid == (h // spec.patch_size, w // spec.patch_size)

@@ -114,11 +114,13 @@ def _shared(key: tuple, compute, spinner: str | None = None, estimate: int | Non
     return memory.shared_cache().get_or_compute(key, run, estimate=estimate, what=what)
 
 
-def get_input_image(source: str, value: str, resolution: int, raw: bytes | None = None) -> np.ndarray:
-    """The image a model sees, uint8 (R, R, 3) read-only (see data.input_image). Raises ImageError."""
+def get_input_image(source: str, value: str, resolution: int, raw: bytes | None = None,
+                    aspect_step: int = 0) -> np.ndarray:
+    """The image a model sees, uint8 (R, R, 3), or (h, w, 3) with its aspect kept (aspect_step), read-only
+    (see data.input_image). Raises ImageError."""
     content = data.pixels_key(np.frombuffer(raw, np.uint8)) if raw else ""
-    return _shared(("image", source, value, resolution, content),
-                   lambda: data.input_image(source, value, resolution, raw))
+    return _shared(("image", source, value, resolution, content, aspect_step),
+                   lambda: data.input_image(source, value, resolution, raw, aspect_step))
 
 
 def get_capture(name: str, device: str, pixels_key: str, pixels: np.ndarray, method: str = "native"):

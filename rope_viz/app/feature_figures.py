@@ -66,7 +66,7 @@ def fig_feature_panels(rgb: dict[str, np.ndarray], similarity: dict[str, np.ndar
             fig.update_xaxes(range=[0, 1], showgrid=False, zeroline=False, constrain="domain", row=r, col=c,
                              title_text="x (fraction of width)" if r == rows else None)
             fig.update_yaxes(range=[1, 0], showgrid=False, zeroline=False, constrain="domain", row=r, col=c,
-                             scaleanchor=f"x{'' if axis == 1 else axis}",
+                             scaleanchor=f"x{'' if axis == 1 else axis}", scaleratio=gh / gw,  # the image's aspect
                              title_text="y (fraction of height)" if c == 1 else None)
     fig.update_layout(title=title, height=300 * rows + 100, clickmode="event+select", dragmode=False,
                       margin=dict(l=50, r=20, t=90, b=40))

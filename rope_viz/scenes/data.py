@@ -32,7 +32,8 @@ from PIL import Image
 
 from rope_viz.runtime import memory
 from rope_viz.scenes.images import (MAX_PIXELS, RESAMPLING, SIXTEEN_BIT_MODES, SMALL_SIDE, ImageError,  # noqa: F401
-                                    describe_conversion, load_image, normalise, resize_center_crop, to_rgb)
+                                    describe_conversion, keep_aspect_size, load_image, normalise, resize_center_crop,
+                                    resize_keep_aspect, to_rgb)
 from rope_viz.scenes.shapes import SHAPES, coverage, sdf_segment, sdf_shape
 
 
@@ -318,11 +319,13 @@ def _scene_tensors(path: Path, seeds: range, resolution: int, mode: str, workers
 INPUT_SOURCES = ("scene", "sample", "upload")
 
 
-def input_image(source: str, value: str, resolution: int, raw: bytes | None = None) -> np.ndarray:
+def input_image(source: str, value: str, resolution: int, raw: bytes | None = None, aspect_step: int = 0) -> np.ndarray:
     """The image a model sees: a scene rendered at R ("scene", value "seed:mode"), or a file resized and
     centre-cropped (value: a "sample" path, or an "upload" name with its raw bytes). Raises ImageError.
+    aspect_step > 0: a file keeps its aspect instead (about R^2 pixels, sides multiples of aspect_step: the native
+    dynamic resolution of towers such as Qwen-VL and Pixtral); scenes are square anyway.
 
-    Shapes: -> (R, R, 3) uint8, read-only (it may be shared by sessions)
+    Shapes: -> (R, R, 3) uint8 ((h, w, 3) with aspect_step), read-only (it may be shared by sessions)
     """
     if source == "scene":
         seed, mode = value.split(":")
@@ -333,7 +336,10 @@ def input_image(source: str, value: str, resolution: int, raw: bytes | None = No
         image = load_image(raw or b"", value)
     else:
         raise ValueError(f"Unknown image source {source!r}; valid: {', '.join(INPUT_SOURCES)}.")
-    pixels = resize_center_crop(image, resolution)  # (3, R, R) in [0, 1]; identity for a scene at R
+    if aspect_step and source != "scene":
+        pixels = resize_keep_aspect(image, resolution, aspect_step)  # (3, h, w) in [0, 1]
+    else:
+        pixels = resize_center_crop(image, resolution)  # (3, R, R) in [0, 1]; identity for a scene at R
     out = (pixels.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     out.setflags(write=False)
     return out

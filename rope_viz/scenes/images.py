@@ -134,3 +134,25 @@ def normalise(images: torch.Tensor, mean, std) -> torch.Tensor:
     """uint8 (B, 3, R, R) -> float (B, 3, R, R) normalised with the model's statistics."""
     x = images.float() / 255.0
     return (x - torch.tensor(mean, device=x.device).view(1, 3, 1, 1)) / torch.tensor(std, device=x.device).view(1, 3, 1, 1)
+
+
+def keep_aspect_size(height: int, width: int, resolution: int, step: int) -> tuple[int, int]:
+    """The size an image of height x width px gets at `resolution` when its aspect is kept: about
+    resolution^2 pixels, both sides multiples of `step` (at least one step), as Qwen2-VL's smart_resize rounds
+    (its factor = step, min_pixels = max_pixels = resolution^2). -> (h, w) px"""
+    scale = math.sqrt(resolution * resolution / (height * width))
+    return (max(step, round(height * scale / step) * step), max(step, round(width * scale / step) * step))
+
+
+def resize_keep_aspect(image: Image.Image, resolution: int, step: int, interpolation: str = "bicubic") -> torch.Tensor:
+    """Resize (no crop) to keep_aspect_size: the native dynamic resolution of towers that take any aspect.
+
+    Shapes: -> (3, h, w) float32 in [0, 1]"""
+    if interpolation not in RESAMPLING:
+        raise ImageError(f"Unknown interpolation {interpolation!r}; valid: {', '.join(RESAMPLING)}.")
+    image = to_rgb(image)
+    h, w = keep_aspect_size(image.size[1], image.size[0], resolution, step)
+    if (w, h) != image.size:
+        image = image.resize((w, h), RESAMPLING[interpolation])
+    arr = np.asarray(image, dtype=np.float32) / 255.0  # (h, w, 3)
+    return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
