@@ -1,8 +1,9 @@
 """The adapters, in the order they are tried, and finding a module's adapter once.
 
-Order matters where matchers overlap: PE and EVA-02 before SBB (all three use a reference grid;
-SBB is the rest), and APE-only last. Adding a family: one file with an `ADAPTER`, one line here,
-one entry in the parity test table (tests/test_families.py).
+Hugging Face towers come first (they match only a Tower of their own adapter). Among timm families order
+matters where matchers overlap: PE and EVA-02 before SBB (all three use a reference grid; SBB is the rest),
+and APE-only last. Adding a family: one file with an `ADAPTER`, one line here, one entry in the parity test
+table (tests/test_families.py; a tower: a TowerCase in tests/tower_cases_*.py).
 """
 from __future__ import annotations
 
