@@ -4,14 +4,10 @@ directory is one sentence."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from conftest import ROOT
 from helpers import run_page
 from rope_viz import capture, models, rope
 from rope_viz.models import registry
@@ -92,31 +88,41 @@ def test_bad_directories_are_one_sentence(saved, tmp_path, no_local):
         models.register_local(bent)
 
 
+def check_page(at, where: str) -> None:
+    assert not at.exception and not at.error, (where, at.exception, [e.value for e in at.error])
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("case", SAVED, ids=str)
-def test_frequencies_and_attention_pages_render_every_tower(case, saved, no_local):
+def test_frequencies_and_attention_pages_render_every_tower(saved, no_local):
+    """Every tower, registered from its tiny full VLM, in one Frequencies and one Attention session (a model switch
+    each): no error, its family caption, the no-classes sentence, windows named where it has them, no rollout there."""
     from rope_viz.app import cached
 
-    spec = models.register_local(saved[case.key], name=f"tower-{case.key}")
+    specs = {case.key: models.register_local(saved[case.key], name=f"tower-{case.key}") for case in SAVED}
     cached.get_available_models.clear()
     cached.get_all_models.clear()
-    if spec.pos != "ape":
-        at = run_page("pages/frequencies.py")
-        at.selectbox(key="freq_source").set_value(spec.name).run()
-        assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
-        assert any(spec.family_label in c.value for c in at.caption)
-    at = run_page("pages/attention.py")
-    at.selectbox(key="att_model_a").set_value(spec.name).run()
-    at.selectbox(key="att_model_b").set_value("(none)").run()
-    at.number_input(key="att_res").set_value(spec.train_res).run()  # Llama 4 takes only its configured size
-    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
-    at.radio(key="att_engine").set_value("server").run()
-    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
-    assert any("has no classifier head" in i.value for i in at.info), [i.value for i in at.info]
-    tower = case.build()
-    windowed = any(tower.adapter.windowed_layers(tower))
-    assert windowed == any("attend within windows" in c.value for c in at.caption)
-    assert ("Rollout (CLS, all layers)" in at.selectbox(key="att_view").options) != windowed
+    freq = run_page("pages/frequencies.py")
+    for case in SAVED:
+        spec = specs[case.key]
+        if spec.pos != "ape":
+            freq.selectbox(key="freq_source").set_value(spec.name).run()
+            check_page(freq, spec.name)
+            assert any(spec.family_label in c.value for c in freq.caption), spec.name
+    att = run_page("pages/attention.py")
+    att.selectbox(key="att_model_b").set_value("(none)").run()
+    att.radio(key="att_engine").set_value("server").run()
+    for case in SAVED:
+        spec = specs[case.key]
+        att.selectbox(key="att_model_a").set_value(spec.name).run()
+        att.number_input(key="att_res").set_value(spec.train_res).run()  # Llama 4 takes only its configured size
+        check_page(att, spec.name)
+        assert any("has no classifier head" in i.value for i in att.info), [i.value for i in att.info]
+        tower = case.build()
+        windowed = any(tower.adapter.windowed_layers(tower))
+        assert windowed == any("attend within windows" in c.value for c in att.caption), spec.name
+        assert ("Rollout (CLS, all layers)" in att.selectbox(key="att_view").options) != windowed
+    att.radio(key="att_engine").set_value("browser").run()  # the explorer's payload for the last tower
+    check_page(att, "browser engine")
 
 
 @pytest.mark.slow
@@ -149,13 +155,14 @@ def test_features_resolution_and_anatomy_pages_take_a_tower(saved, no_local):
     assert not at.exception and any("Hugging Face vision tower" in i.value for i in at.info)
 
 
-@pytest.mark.slow
-def test_the_cli_takes_a_tower_directory(saved):
+def test_the_cli_takes_a_tower_directory(saved, no_local, capsys):
+    from rope_viz.__main__ import main
+
     case = SAVED[0]
-    out = subprocess.run([sys.executable, "-m", "rope_viz", "info", "--add", str(saved[case.key])], cwd=ROOT,
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert case.build().adapter.label in out.stdout
+    assert main(["info", "--add", str(saved[case.key])]) == 0
+    assert case.build().adapter.label in capsys.readouterr().out
+    assert main(["eval", "--model", str(saved[case.key]), "--resolutions", "32", "--limit", "2"]) == 2
+    assert "has no classifier head" in capsys.readouterr().err  # one sentence, exit status 2
 
 
 def test_a_hub_id_in_the_local_cache_registers_without_downloading(saved, tmp_path, no_local, monkeypatch):
