@@ -28,9 +28,27 @@ def saved(tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def registered(saved):
+    """Each saved VLM registered once with models.register_local: {key: ModelSpec} (the registry as it was after)."""
+    before = dict(registry._LOCAL)
+    try:
+        return {case.key: models.register_local(saved[case.key], name=f"tower-{case.key}") for case in SAVED}
+    finally:
+        registry._LOCAL.clear()
+        registry._LOCAL.update(before)
+
+
 @pytest.fixture
 def no_local(monkeypatch):
     monkeypatch.setattr(registry, "_LOCAL", {})
+
+
+@pytest.fixture
+def towers_listed(registered, monkeypatch):
+    """The registry lists exactly the registered towers (pages and names see them)."""
+    monkeypatch.setattr(registry, "_LOCAL", {spec.name: spec for spec in registered.values()})
+    return registered
 
 
 def tower_parameters(case) -> int:
@@ -38,10 +56,10 @@ def tower_parameters(case) -> int:
 
 
 @pytest.mark.parametrize("case", SAVED, ids=str)
-def test_a_full_vlm_directory_registers_as_its_vision_tower(case, saved, no_local):
+def test_a_full_vlm_directory_registers_as_its_vision_tower(case, saved, towers_listed):
     directory = saved[case.key]
     everything = sum(t.numel() for f in directory.glob("*.safetensors") for t in load_file(str(f)).values())
-    spec = models.register_local(directory, name=f"tower-{case.key}")
+    spec = towers_listed[case.key]  # models.register_local(directory), once for the module
     assert spec.is_tower and spec.family == case.key and spec.num_classes == 0 and spec.source == "local"
     loaded = models.load_model(spec.name)
     built = sum(p.numel() for p in loaded.module.parameters())
@@ -54,7 +72,6 @@ def test_a_full_vlm_directory_registers_as_its_vision_tower(case, saved, no_loca
     image = torch.randn(1, 3, *case.sizes[0])
     qk = capture.capture_qk(loaded, image)
     assert qk.q.shape[1:3] == (spec.depth, spec.num_heads)
-    assert models.resolve_name(str(directory)) == f"local:{directory.name}"  # the CLI's way: a directory as a name
 
 
 def test_bad_directories_are_one_sentence(saved, tmp_path, no_local):
@@ -93,12 +110,12 @@ def check_page(at, where: str) -> None:
 
 
 @pytest.mark.slow
-def test_frequencies_and_attention_pages_render_every_tower(saved, no_local):
+def test_frequencies_and_attention_pages_render_every_tower(towers_listed):
     """Every tower, registered from its tiny full VLM, in one Frequencies and one Attention session (a model switch
     each): no error, its family caption, the no-classes sentence, windows named where it has them, no rollout there."""
     from rope_viz.app import cached
 
-    specs = {case.key: models.register_local(saved[case.key], name=f"tower-{case.key}") for case in SAVED}
+    specs = towers_listed
     cached.get_available_models.clear()
     cached.get_all_models.clear()
     freq = run_page("pages/frequencies.py")
@@ -126,11 +143,10 @@ def test_frequencies_and_attention_pages_render_every_tower(saved, no_local):
 
 
 @pytest.mark.slow
-def test_features_resolution_and_anatomy_pages_take_a_tower(saved, no_local):
+def test_features_resolution_and_anatomy_pages_take_a_tower(towers_listed):
     from rope_viz.app import cached
 
-    case = SAVED[0]
-    spec = models.register_local(saved[case.key], name="tower-page")
+    spec = towers_listed[SAVED[0].key]
     cached.get_available_models.clear()
     cached.get_all_models.clear()
     at = run_page("pages/features.py")
@@ -159,7 +175,9 @@ def test_the_cli_takes_a_tower_directory(saved, no_local, capsys):
     from rope_viz.__main__ import main
 
     case = SAVED[0]
-    assert main(["info", "--add", str(saved[case.key])]) == 0
+    directory = saved[case.key]
+    assert models.resolve_name(str(directory)) == f"local:{directory.name}"  # a directory wherever a name goes
+    assert main(["info", "--add", str(directory)]) == 0
     assert case.build().adapter.label in capsys.readouterr().out
     assert main(["eval", "--model", str(saved[case.key]), "--resolutions", "32", "--limit", "2"]) == 2
     assert "has no classifier head" in capsys.readouterr().err  # one sentence, exit status 2
@@ -184,7 +202,7 @@ def test_a_hub_id_in_the_local_cache_registers_without_downloading(saved, tmp_pa
     assert sum(p.numel() for p in models.load_model(spec.name).module.parameters()) == tower_parameters(case)
 
 
-def test_native_dynamic_resolution_keeps_the_image_aspect(saved, no_local):
+def test_native_dynamic_resolution_keeps_the_image_aspect(towers_listed):
     """An upload keeps its aspect for a tower (about r^2 pixels, sides multiples of patch x merge), and the tower's
     dense features come on that grid."""
     import io
@@ -194,8 +212,7 @@ def test_native_dynamic_resolution_keeps_the_image_aspect(saved, no_local):
     from rope_viz.measure import features
     from rope_viz.scenes import data
 
-    case = SAVED[0]
-    spec = models.register_local(saved[case.key], name="tower-aspect")
+    spec = towers_listed[SAVED[0].key]
     buffer = io.BytesIO()
     Image.new("RGB", (300, 150), (200, 30, 30)).save(buffer, format="PNG")
     pixels = data.input_image("upload", "wide.png", 4 * spec.step, buffer.getvalue(), aspect_step=spec.step)
