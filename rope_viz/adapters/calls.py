@@ -14,7 +14,16 @@ from timm.models.gemma4_vit import apply_multidimensional_rope
 from rope_viz.rotary import rope2d as rope_math
 from rope_viz.errors import FamilyError
 
-__all__ = ["RopeCall", "RopeCosSin", "ROPE_KWARG", "ROPE_COS_SIN", "rope_embed"]
+__all__ = ["RopeCall", "RopeCosSin", "ROPE_KWARG", "ROPE_COS_SIN", "rope_embed", "one_rotation"]
+
+
+def one_rotation(freqs_layer: torch.Tensor, who: str) -> torch.Tensor:
+    """The one head's vectors of an attention that rotates every head alike; FamilyError (one sentence naming
+    `who`) when the heads' frequencies differ. Shapes: freqs_layer (H, D/2, 2) -> (D/2, 2)"""
+    if not torch.equal(freqs_layer, freqs_layer[:1].expand_as(freqs_layer)):
+        raise FamilyError(f"{who} shares one rotation across its heads, so it cannot take different "
+                          "frequencies per head.")
+    return freqs_layer[0]
 
 
 def rope_embed(freqs_layer: torch.Tensor, pos: torch.Tensor, half: bool) -> torch.Tensor:
@@ -79,10 +88,8 @@ class RopeCosSin(RopeCall):
         return (args[0], *rope, *args[3:]), rest
 
     def build(self, freqs_layer: torch.Tensor, pos: torch.Tensor, pairs: str):
-        if not torch.equal(freqs_layer, freqs_layer[:1].expand_as(freqs_layer)):
-            raise FamilyError("Gemma4's attention shares one rotation across its heads, so it cannot take "
-                              "different frequencies per head.")
-        angles = rope_math.angles(freqs_layer[0], pos).unflatten(-1, (2, -1))  # (N, 2 blocks, D/4)
+        head = one_rotation(freqs_layer, "Gemma4's attention")
+        angles = rope_math.angles(head, pos).unflatten(-1, (2, -1))  # (N, 2 blocks, D/4)
         angles = torch.cat([angles, angles], dim=-1).flatten(-2)[None]  # (1, N, D): pair (i, i + D/4) per block
         return angles.cos(), angles.sin()
 

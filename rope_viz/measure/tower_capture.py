@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from rope_viz.adapters.towers.base import to_rope_viz_order
 from rope_viz.adapters.towers.record import Call, recording
 from rope_viz.errors import RopeVizError
 
@@ -57,10 +58,7 @@ def _layer(calls: list[Call], order: torch.Tensor, heads: int):
                                 "choose sides that fill its windows exactly.")
     if q.shape[1] != order.numel():
         raise TowerCaptureError(f"The tower attended over {q.shape[1]} tokens but its adapter orders {order.numel()}.")
-    order = order.to(q.device)
-    out_q = torch.empty_like(q).index_copy_(1, order, q)
-    out_k = torch.empty_like(k).index_copy_(1, order, k)
-    return out_q, out_k, torch.empty_like(segment).index_copy_(0, order.cpu(), segment)
+    return to_rope_viz_order(q, order, 1), to_rope_viz_order(k, order, 1), to_rope_viz_order(segment, order)
 
 
 def capture_tower(body, images: torch.Tensor) -> TowerCapture:
@@ -92,7 +90,7 @@ def capture_tower(body, images: torch.Tensor) -> TowerCapture:
             layer_segments.append(segment)
             del q, k
         segments = torch.stack(layer_segments)  # (L, N): same for every image of one size
-        feats.append(torch.empty_like(hidden).index_copy_(0, out_order.to(hidden.device), hidden))
+        feats.append(to_rope_viz_order(hidden, out_order))
     if len(scales) != 1:
         raise TowerCaptureError(f"The tower scales its logits differently across layers ({sorted(scales)}).")
     full = bool((segments == 0).all())

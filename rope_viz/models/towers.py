@@ -20,7 +20,7 @@ from rope_viz import adapters
 from rope_viz.adapters.towers import Tower, TowerAdapter
 from rope_viz.models.specs import ModelLoadError, ModelSpec, describe_module
 
-__all__ = ["tower_adapters", "adapter_for_config", "find_directory", "looks_like_tower", "tower_spec", "load_tower",
+__all__ = ["tower_adapters", "adapter_for_config", "find_directory", "tower_spec", "load_tower",
            "vision_state"]
 
 
@@ -44,15 +44,6 @@ def adapter_for_config(config: dict, where: str) -> TowerAdapter:
     what = f"{model_type} config" + (f" with a {vision_type} vision tower" if vision_type else "")
     raise ModelLoadError(f"{where} holds a {what if model_type else 'config without a model_type'}, which is not a "
                          f"supported vision tower; supported model types: {supported}.")
-
-
-def looks_like_tower(argument: str) -> bool:
-    """A model directory (it has a config.json), or an 'org/name' Hugging Face id: not a timm name or a file."""
-    path = Path(argument).expanduser()
-    if path.is_dir():
-        return True
-    return (not path.exists() and argument.count("/") == 1 and not argument.startswith(("/", ".", "~"))
-            and path.suffix not in (".safetensors", ".pth", ".pt", ".bin"))
 
 
 def find_directory(argument: str | Path) -> Path:

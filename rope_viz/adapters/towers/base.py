@@ -24,6 +24,12 @@ from rope_viz.adapters.towers.tower import Tower
 from rope_viz.errors import FamilyError
 
 
+def to_rope_viz_order(x: torch.Tensor, order: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    """Tokens of the tower's internal order put in rope-viz order: entry t of `dim` goes to index order[t].
+    Shapes: x (..., T, ...) along dim, order (T,) -> like x"""
+    return torch.empty_like(x).index_copy_(dim, order.to(x.device), x)
+
+
 def hf_modeling(model_type: str):
     """transformers' modeling module of one model type, e.g. 'qwen2_5_vl' (imported on first use)."""
     return importlib.import_module(f"transformers.models.{model_type}.modeling_{model_type}")
@@ -58,7 +64,6 @@ class TowerAdapter(Adapter):
     call: TowerCall = TowerCall()
     model_types: tuple[str, ...] = ()  # config.json model_type values read: the full VLM's and the tower's own
     weight_prefixes: tuple[str, ...] = ()  # where the tower's weights sit in a full checkpoint, e.g. "model.visual."
-    windowed_note: str = ""  # one sentence on which layers are windowed, where some are
 
     # -- recognition
     def matches(self, body) -> bool:
@@ -163,9 +168,7 @@ class TowerAdapter(Adapter):
     def features(self, body: Tower, image: torch.Tensor) -> torch.Tensor:
         """The last block's tokens in rope-viz order for one image. Shapes: image (1, 3, H, W) -> (N, C)"""
         gh, gw = image.shape[-2] // self.patch(body.hf), image.shape[-1] // self.patch(body.hf)
-        hidden = self.last_tokens(body.hf, image)  # (T, C) internal order
-        order = self.token_order(body.hf, (gh, gw)).to(hidden.device)
-        return torch.empty_like(hidden).index_copy_(0, order, hidden)
+        return to_rope_viz_order(self.last_tokens(body.hf, image), self.token_order(body.hf, (gh, gw)))
 
     # -- rotation
     def q_scale_point(self, attn):

@@ -15,6 +15,7 @@ import math
 import torch
 
 from rope_viz.adapters.base import axis_pairs
+from rope_viz.adapters.calls import one_rotation
 from rope_viz.adapters.towers.base import TowerAdapter, hf_modeling
 from rope_viz.errors import FamilyError
 from rope_viz.rotary import rope2d
@@ -110,9 +111,7 @@ class Gemma4Vision(TowerAdapter):
         """(cos, sin) as its rotary module returns them: angles of pairs j < D/4 on features j and j + D/4 (the
         x half), the others likewise in the y half. One rotation for all heads (it broadcasts over them).
         Shapes: freqs_layer (H, D/2, 2), pos (P, 2) -> (1, P, D) each"""
-        if not bool((freqs_layer == freqs_layer[:1]).all()):
-            raise FamilyError(f"{self.label} rotates every head alike, so it cannot take per-head frequencies.")
-        blocks = rope2d.angles(freqs_layer[0], pos).unflatten(-1, (2, -1))  # (P, 2, D/4): x half, y half
+        blocks = rope2d.angles(one_rotation(freqs_layer, self.label), pos).unflatten(-1, (2, -1))  # (P, 2, D/4): x half, y half
         angles = torch.cat([blocks, blocks], dim=-1).flatten(-2)[None]  # (1, P, D)
         return torch.cos(angles), torch.sin(angles)
 

@@ -14,8 +14,8 @@ import threading
 import torch
 
 from rope_viz.adapters.base import axis_pairs, expand_heads
+from rope_viz.adapters.calls import one_rotation
 from rope_viz.adapters.towers.base import TowerAdapter, TowerCall, hf_modeling
-from rope_viz.errors import FamilyError
 from rope_viz.rotary import rope2d
 
 
@@ -107,10 +107,7 @@ class Glm4v(TowerAdapter):
 
     def build_rotation(self, body, freqs_layer: torch.Tensor, pos: torch.Tensor, grid: tuple[int, int]):
         """(cos, sin) (T, D) in merge-block order, pair j at channels (j, j + D/2), one rotation for all heads."""
-        if not torch.equal(freqs_layer, freqs_layer[:1].expand_as(freqs_layer)):
-            raise FamilyError(f"{self.label} shares one rotation across its heads, so it cannot take different "
-                              "frequencies per head.")
-        angle = rope2d.angles(freqs_layer[0], pos)[merge_block_order(grid, self.merge(body.hf))]  # (T, D/2)
+        angle = rope2d.angles(one_rotation(freqs_layer, self.label), pos)[merge_block_order(grid, self.merge(body.hf))]  # (T, D/2)
         angle = torch.cat([angle, angle], dim=-1)
         return angle.cos(), angle.sin()
 

@@ -14,6 +14,7 @@ import copy
 
 import torch
 
+from rope_viz.adapters.calls import one_rotation
 from rope_viz.adapters.towers.base import TowerAdapter, TowerCall, hf_modeling
 from rope_viz.adapters.towers.pixtral import tower_config
 from rope_viz.errors import FamilyError
@@ -88,10 +89,7 @@ class Llama4(TowerAdapter):
     def build_rotation(self, body, freqs_layer, pos, grid):
         """The complex table for these frequencies: patches row-major, then CLS at angle 0.
         Shapes: freqs_layer (H, D/2, 2), pos (gh * gw, 2) raster -> (gh * gw + 1, 1, D/2) complex64"""
-        if not bool((freqs_layer == freqs_layer[:1]).all()):
-            raise FamilyError(f"{self.label} rotates every head with one table, so its heads cannot take "
-                              "different frequencies.")
-        angles = rope2d.angles(freqs_layer[0], pos)  # (P, D/2)
+        angles = rope2d.angles(one_rotation(freqs_layer, self.label), pos)  # (P, D/2)
         patches = torch.polar(torch.ones_like(angles), angles)
         cls = torch.ones(1, angles.shape[-1], dtype=patches.dtype)
         return torch.cat([patches, cls])[:, None, :]

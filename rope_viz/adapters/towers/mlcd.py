@@ -17,9 +17,9 @@ import copy
 import torch
 
 from rope_viz.adapters.base import axis_pairs, expand_heads
+from rope_viz.adapters.calls import one_rotation
 from rope_viz.adapters.towers.base import TowerAdapter, hf_modeling
 from rope_viz.adapters.towers.pixtral import CLIP_MEAN, CLIP_STD, half_cos_sin, tower_config
-from rope_viz.errors import FamilyError
 from rope_viz.rotary import rope2d
 
 
@@ -63,11 +63,9 @@ class MLCD(TowerAdapter):
     def build_rotation(self, body, freqs_layer, pos, grid):
         """(cos, sin) for these frequencies, the CLS row at the tower's own learned angles.
         Shapes: freqs_layer (H, D/2, 2), pos (gh * gw, 2) raster -> cos, sin (gh * gw + 1, D)"""
-        if not bool((freqs_layer == freqs_layer[:1]).all()):
-            raise FamilyError(f"{self.label} rotates every head with one (cos, sin), so its heads cannot take "
-                              "different frequencies.")
+        head = one_rotation(freqs_layer, self.label)
         cls = body.hf.class_pos_emb.detach().float().cpu()  # (1, D/2) learned angles
-        angles = torch.cat([cls, rope2d.angles(freqs_layer[0], pos)])  # (P + 1, D/2)
+        angles = torch.cat([cls, rope2d.angles(head, pos)])  # (P + 1, D/2)
         return half_cos_sin(angles)
 
 

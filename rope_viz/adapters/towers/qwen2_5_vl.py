@@ -32,8 +32,6 @@ class Qwen25VL(Qwen2VL):
     model_type = "qwen2_5_vl"
     tower_class = "Qwen2_5_VisionTransformerPretrainedModel"
     image_processor = ("qwen2_vl", "Qwen2VLImageProcessor")  # Qwen2.5-VL uses Qwen2-VL's processor
-    windowed_note = ("Every layer but the full-attention ones (fullatt_block_indexes) attends only within its "
-                     "window of window_size px; edge windows are smaller where the image does not fill them.")
 
     def width(self, hf) -> int:
         return int(hf.config.hidden_size)

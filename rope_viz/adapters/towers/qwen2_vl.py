@@ -16,6 +16,7 @@ import importlib
 import torch
 
 from rope_viz.adapters.base import axis_pairs
+from rope_viz.adapters.calls import one_rotation
 from rope_viz.adapters.towers.base import TowerAdapter, TowerCall, hf_modeling
 from rope_viz.errors import FamilyError
 from rope_viz.rotary import rope2d
@@ -107,10 +108,7 @@ class Qwen2VL(TowerAdapter):
     def build_rotation(self, body, freqs_layer: torch.Tensor, pos: torch.Tensor, grid: tuple[int, int]):
         """(cos, sin) in the tower's internal order, each (T, D) with pair j's angle at j and j + D/2, as its
         rotary embedding returns them. Shapes: freqs_layer (H, D/2, 2), pos (gh * gw, 2) raster"""
-        if not torch.equal(freqs_layer, freqs_layer[:1].expand_as(freqs_layer)):
-            raise FamilyError(f"{self.label} towers share one rotation across their heads, so they cannot take "
-                              "different frequencies per head.")
-        angles = rope2d.angles(freqs_layer[0], pos)[self.token_order(body.hf, grid, 0)]  # (T, D/2) internal order
+        angles = rope2d.angles(one_rotation(freqs_layer, self.label), pos)[self.token_order(body.hf, grid, 0)]  # (T, D/2) internal order
         angles = torch.cat([angles, angles], dim=-1)  # (T, D)
         return angles.cos(), angles.sin()
 

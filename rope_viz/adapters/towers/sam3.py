@@ -84,8 +84,6 @@ class Sam3(TowerAdapter):
     call = Sam3Call()
     model_types = ("sam3", "sam3_video", "sam3_vision_model", "sam3_vit_model")
     weight_prefixes = ("vision_encoder.backbone.", "detector_model.vision_encoder.backbone.", "backbone.")
-    windowed_note = ("Layers outside config.global_attn_indexes attend only within non-overlapping windows of "
-                     "window_size x window_size patches.")
 
     # -- building
     def vision_config(self, config):

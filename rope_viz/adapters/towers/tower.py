@@ -37,7 +37,6 @@ class Tower(torch.nn.Module):
     """
 
     num_classes = 0  # a vision tower has no classifier head
-    is_tower = True
 
     def __init__(self, hf: torch.nn.Module, adapter, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)):
         super().__init__()
