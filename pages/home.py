@@ -70,6 +70,18 @@ st.caption("A model's family is read from its modules (rope_viz/adapters, one fi
            "computes something other than the original code, the last column says so and names the position "
            "method that gives the original's behaviour.")
 
+def add_local(register, where: str) -> None:
+    """Register a local model (register() -> ModelSpec) and say so, or say in one sentence why not."""
+    try:
+        spec = register()
+    except RopeVizError as err:
+        st.error(str(err))
+        return
+    cached.get_available_models.clear()
+    cached.get_all_models.clear()
+    st.success(f"Added {spec.name} ({spec.family_label}); it is now listed on {where}.")
+
+
 with st.expander("Add a local checkpoint (.safetensors, .pth, .pt, .bin)"):
     with st.form("local_checkpoint"):
         path = st.text_input("Checkpoint path on this machine", placeholder="/path/to/model.safetensors",
@@ -80,14 +92,7 @@ with st.expander("Add a local checkpoint (.safetensors, .pth, .pt, .bin)"):
                                  "architecture; a tag (.naver_in1k, ...) picks timm's mean/std for it.")
         submitted = st.form_submit_button("Add")
     if submitted:
-        try:
-            spec = models.register_local(path.strip(), arch or "")
-        except RopeVizError as err:
-            st.error(str(err))
-        else:
-            cached.get_available_models.clear()
-            cached.get_all_models.clear()
-            st.success(f"Added {spec.name} ({spec.family_label}); it is now listed on every page.")
+        add_local(lambda: models.register_local(path.strip(), arch or ""), "every page")
 
 with st.expander("Add a Hugging Face vision tower (a model directory, or a hub id in the local cache)"):
     with st.form("local_tower"):
@@ -98,11 +103,4 @@ with st.expander("Add a Hugging Face vision tower (a model directory, or a hub i
                                         "model is never loaded.")
         tower_submitted = st.form_submit_button("Add tower")
     if tower_submitted:
-        try:
-            spec = models.register_local(tower_path.strip())
-        except RopeVizError as err:
-            st.error(str(err))
-        else:
-            cached.get_available_models.clear()
-            cached.get_all_models.clear()
-            st.success(f"Added {spec.name} ({spec.family_label}); it is now listed on every page that needs no classes.")
+        add_local(lambda: models.register_local(tower_path.strip()), "every page that needs no classes")

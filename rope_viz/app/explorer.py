@@ -110,6 +110,5 @@ def fp16_error(qk: capture.QK, layer: int) -> float:
     exact = capture.attention_map(qk, layer)[0]  # (H, N, N)
     q16, k16 = (torch.from_numpy(a.astype(np.float32)) for a in layer_qk(qk, layer, "float16"))
     logits = (q16 * qk.scale) @ k16.transpose(-2, -1)  # (H, N, N)
-    mask = capture.visible(qk, layer, slice(0, qk.num_tokens))
-    rounded = (logits if mask is None else logits.masked_fill(~mask, float("-inf"))).softmax(-1)
+    rounded = capture.masked_softmax(logits, capture.visible(qk, layer, slice(0, qk.num_tokens)))
     return float((rounded - exact).abs().max())

@@ -195,8 +195,8 @@ def visible(qk: QK, layer: int, rows: slice) -> torch.Tensor | None:
     return seg[rows, None] == seg[None, :]
 
 
-def _softmax(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Shapes: logits (..., r, N), mask (r, N) bool or None"""
+def masked_softmax(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Softmax over the keys a query sees (mask from `visible`; None: all). Shapes: logits (..., r, N), mask (r, N)"""
     return (logits if mask is None else logits.masked_fill(~mask, float("-inf"))).softmax(dim=-1)
 
 
@@ -230,7 +230,7 @@ def attention_rows(qk: QK, query_index: int) -> torch.Tensor:
 def _rows(qk: QK, layer: int, start: int, stop: int) -> torch.Tensor:
     """Attention rows start:stop of one layer. Shapes: -> (B, H, stop - start, N)"""
     q = qk.q[:, layer, :, start:stop]  # (B, H, c, D)
-    return _softmax((q * qk.scale) @ qk.k[:, layer].transpose(-2, -1), visible(qk, layer, slice(start, stop)))
+    return masked_softmax((q * qk.scale) @ qk.k[:, layer].transpose(-2, -1), visible(qk, layer, slice(start, stop)))
 
 
 def attention_map(qk: QK, layer: int) -> torch.Tensor:

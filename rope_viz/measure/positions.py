@@ -117,8 +117,9 @@ def compute_positions(method: str, freqs: torch.Tensor, grid, train_grid, **opti
 def scale_logits(module: torch.nn.Module, scale: float):
     """Within the context, the calling thread's forwards of `module` multiply every attention logit by `scale`.
 
-    A forward hook on each attention's q (its adapter's q_scale_point: timm's q_norm output) multiplies q by `scale` before RoPE rotates it
-    (rotation is linear, so q . k and hence the logits scale by exactly `scale`, in fused SDPA too).
+    A forward hook on each attention's q (its adapter's q_scale_point: timm's q_norm output) multiplies q by
+    `scale` before RoPE rotates it (rotation is linear, so q . k and hence the logits scale by exactly `scale`,
+    in fused SDPA too).
     Hooks are prepended, so a capture's q_norm hook, entered before or after, records the scaled q;
     other threads' forwards through the same shared model are untouched; hooks come off in `finally`.
     A scale of 1 places no hook at all.

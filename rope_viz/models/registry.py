@@ -148,9 +148,9 @@ def register_local(path: str | os.PathLike, arch: str | None = None, name: str |
     tokens from the built module. The weights are loaded once to check them, so a file that does not
     fit the architecture is never listed; the error is one sentence naming what was expected and found.
     """
+    if name in HUB_MODELS or name in {s.name for s in list_bundled()}:
+        raise ModelLoadError(f"The name {name} is taken by a bundled or hub model; choose another.")
     if not arch:
-        if name in HUB_MODELS or name in {s.name for s in list_bundled()}:
-            raise ModelLoadError(f"The name {name} is taken by a bundled or hub model; choose another.")
         spec = towers.tower_spec(path, name)
         _LOCAL[spec.name] = spec
         return spec
@@ -160,8 +160,6 @@ def register_local(path: str | os.PathLike, arch: str | None = None, name: str |
     if path.suffix not in CHECKPOINT_SUFFIXES:
         raise ModelLoadError(f"Checkpoint {path.name} must be a .safetensors, .pth, .pt or .bin file.")
     arch = _check_arch(arch)
-    if name in HUB_MODELS or name in {s.name for s in list_bundled()}:
-        raise ModelLoadError(f"The name {name} is taken by a bundled or hub model; choose another.")
     state = unwrap(read_state_dict(path))
     head = state.get("head.weight")
     head_size = int(head.shape[0]) if isinstance(head, torch.Tensor) and head.ndim == 2 else 0

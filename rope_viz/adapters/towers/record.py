@@ -40,7 +40,6 @@ class Recording:
 
     index_of: dict[int, int]  # id(attention module) -> layer
     calls: dict[int, list[Call]] = field(default_factory=dict)
-    originals: dict[int, str] = field(default_factory=dict)  # id(config) -> its own implementation
 
 
 def _own_function(module, implementation: str):
@@ -55,18 +54,13 @@ def _own_function(module, implementation: str):
 
 def _record(module, query, key, value, attention_mask, scaling=None, **kwargs):
     recording = getattr(_active, "recording", None)
-    config = module.config
-    implementation = "sdpa"
-    if recording is not None:
-        implementation = recording.originals.get(id(config), "sdpa")
-        layer = recording.index_of.get(id(module))
-        if layer is not None:
-            scale = float(scaling) if scaling is not None else query.shape[-1] ** -0.5
-            mask = None if attention_mask is None else attention_mask.detach()
-            recording.calls.setdefault(layer, []).append(Call(query.detach().float(), key.detach().float(), mask, scale))
-    else:  # another thread's forward during this thread's recording: the tower's own, stored on the config
-        implementation = getattr(config, "_rope_viz_own_attention", "sdpa")
-    return _own_function(module, implementation)(module, query, key, value, attention_mask, scaling=scaling, **kwargs)
+    layer = None if recording is None else recording.index_of.get(id(module))
+    if layer is not None:  # other threads' forwards, and other modules, are only passed through
+        scale = float(scaling) if scaling is not None else query.shape[-1] ** -0.5
+        mask = None if attention_mask is None else attention_mask.detach()
+        recording.calls.setdefault(layer, []).append(Call(query.detach().float(), key.detach().float(), mask, scale))
+    own = getattr(module.config, "_rope_viz_own_attention", "sdpa")  # set by `recording`
+    return _own_function(module, own)(module, query, key, value, attention_mask, scaling=scaling, **kwargs)
 
 
 def _register() -> None:
@@ -87,14 +81,13 @@ def recording(attentions: list[torch.nn.Module]):
     if getattr(_active, "recording", None) is not None:
         raise RopeVizError("A capture is already running in this thread.")
     try:
-        for key, config in configs.items():
-            own = config._attn_implementation
-            rec.originals[key] = own if own != NAME else getattr(config, "_rope_viz_own_attention", "sdpa")
-            config._rope_viz_own_attention = rec.originals[key]
+        for config in configs.values():
+            if config._attn_implementation != NAME:
+                config._rope_viz_own_attention = config._attn_implementation
             config._attn_implementation_internal = NAME  # not the setter: it would rewrite sub-configs too
         _active.recording = rec
         yield rec
     finally:
         _active.recording = None
-        for key, config in configs.items():
-            config._attn_implementation_internal = rec.originals.get(key, "sdpa")
+        for config in configs.values():
+            config._attn_implementation_internal = getattr(config, "_rope_viz_own_attention", "sdpa")
