@@ -86,8 +86,10 @@ def attention_panel():
     head = c3.slider("head", 0, heads - 1, 0, key="att_head") if heads > 1 else 0
     c1, c2 = st.columns(2)
     opacity = c1.slider("overlay opacity", 0.0, 1.0, 0.6, 0.05, key="att_opacity")
-    fusion = c2.selectbox("rollout head fusion", capture.HEAD_FUSIONS, key="att_fusion",
-                          help="How rollout merges the heads of a layer before multiplying through the layers.")
+    fusion = "mean"
+    if "rollout" in view_choices:  # windowed towers offer no rollout: no control for it either
+        fusion = c2.selectbox("rollout head fusion", capture.HEAD_FUSIONS, key="att_fusion",
+                              help="How rollout merges the heads of a layer before multiplying through the layers.")
     query_panel(engine, view, min(layer, depth - 1), head, opacity, fusion)
 
 
@@ -190,8 +192,10 @@ def browser_panel(view: str, layer: int, head: int, opacity: float, qx: int, qy:
     html_download(labels, view, layer, state)
     st.caption(f"Layer {layer}: {views.ATTENTION_VIEWS[view]}. Colour: attention weight (softmax probability, "
                "one scale shared by every panel, recomputed for each query); × marks the query patch. "
-               "Attention to the CLS token itself is not drawn, so a map sums to less than 1. The numbers are "
-               "computed in your browser from the model's own q and k (float32) and equal the server's.")
+               + ("Attention to the prefix tokens (CLS, registers) is not drawn, so a map sums to less than 1. "
+                  if any(qk.num_prefix_tokens for qk, _ in captures.values()) else "")
+               + "The numbers are computed in your browser from the model's own q and k (float32) and equal the "
+               "server's.")
 
 
 def html_download(labels: list[str], view: str, layer: int, state: dict) -> None:
